@@ -1,0 +1,1 @@
+"""The Flower side of fedcomp: ClientApp, ServerApp, tracking strategy, ledger mod, wire sizes."""

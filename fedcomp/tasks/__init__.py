@@ -1,0 +1,1 @@
+"""Learning tasks: a model, real offline data, and train/evaluate loops."""
