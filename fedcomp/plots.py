@@ -15,7 +15,8 @@ accuracy_vs_bytes
     aggregated *on the round*: for each configuration and round ``r`` the point is
     ``(mean over seeds of cumulative bytes at the end of r, mean metric at r)``; the
     band is the metric's 95% t-interval across seeds at that round, and a horizontal
-    bar shows the bytes' 95% t-interval where seeds differ. Round 0 (the initial model,
+    bar shows the bytes' 95% t-interval where seeds differ. The band is clipped to the
+    values the metric can take ([0, 1] for accuracy, >= 0 for loss and perplexity). Round 0 (the initial model,
     0 bytes) cannot sit on a log axis and is left out of the line.
 pareto
     One point per configuration: mean uplink payload saved (% of the formula baseline)
@@ -112,6 +113,16 @@ def _legend(fig: Figure, axes: Sequence[plt.Axes]) -> None:
 # --------------------------------------------------------------------------- accuracy vs bytes
 
 
+def clip_to_range(metric: str, low: pd.Series, high: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Clip an interval to the metric's possible values: [0, 1] for accuracy, >= 0 otherwise.
+
+    With few seeds the t-interval is wide (t(0.975, 1) = 12.7) and can leave the range a
+    metric can take; the band is drawn clipped, the tables keep the unclipped half-width.
+    """
+    upper = 1.0 if "accuracy" in metric else None
+    return low.clip(lower=0.0), high.clip(lower=0.0, upper=upper)
+
+
 def aggregate_curves(curves: pd.DataFrame, bytes_col: str = "cum_payload_bytes") -> pd.DataFrame:
     """Per task, configuration and round: mean and 95% t-interval of bytes and metric over seeds."""
     rows = []
@@ -145,7 +156,8 @@ def accuracy_vs_bytes(curves: pd.DataFrame, bytes_col: str = "cum_payload_bytes"
             color = colors[label]
             ax.plot(line["bytes"], line["value"], marker=markers[label], markersize=3.5, color=color, label=label)
             half = line["value_ci95"].fillna(0)
-            ax.fill_between(line["bytes"], line["value"] - half, line["value"] + half, color=color, alpha=0.2, lw=0)
+            low, high = clip_to_range(str(line["metric"].iloc[0]), line["value"] - half, line["value"] + half)
+            ax.fill_between(line["bytes"], low, high, color=color, alpha=0.2, lw=0)
             xerr = line["bytes_ci95"].fillna(0)
             if (xerr > 0).any():
                 ax.errorbar(line["bytes"], line["value"], xerr=xerr, fmt="none", ecolor=color, alpha=0.5, lw=0.8)

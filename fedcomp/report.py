@@ -75,7 +75,7 @@ import pandas as pd
 import yaml
 
 from fedcomp.formula import Estimate
-from fedcomp.results import CONFIG_FILE, LEDGER_FILE, METRICS_FILE, RUN_FILES, SUMMARY_FILE
+from fedcomp.results import CONFIG_FILE, LEDGER_FILE, METRICS_FILE, RUN_FILES, SUMMARY_FILE, is_complete
 
 DIRECTIONS = ("down", "up")
 MEASURES = ("dense", "payload", "wire")
@@ -164,8 +164,8 @@ def discover(root: Path) -> list[Path]:
 
 def load_run(run_dir: Path) -> Run:
     """Load a complete run; raise :class:`ReportError` saying why it cannot be used."""
-    missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
-    if missing:
+    if not is_complete(run_dir):
+        missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
         raise ReportError(f"incomplete run (missing {', '.join(missing)}; still running or interrupted)")
     try:
         config = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -549,8 +549,7 @@ def t_quantile(dof: int, q: float = 0.975) -> float:
     except ImportError:  # pragma: no cover - scipy ships with scikit-learn here
         if q != 0.975:
             raise
-        keys = [k for k in sorted(_T975) if k >= dof]
-        return _T975[keys[0]] if keys else 1.960
+        return _T975[max(k for k in _T975 if k <= dof)]  # the next smaller dof: conservative
 
 
 def mean_ci95(values: Iterable[float]) -> tuple[float, float, int]:
@@ -660,6 +659,11 @@ def runs_table(runs: list[Run], metric: str = "accuracy", target: float | None =
     table = pd.DataFrame.from_records(records)
     notes = add_identity_deltas(runs, table)
     add_labels(table)
+    first = ["run_id", "label"]
+    last = ["identity_final_metric", "identity_runs", "metric_delta", "delta_note", "path"]
+    middle = [c for c in table.columns if c not in first + last]
+    figures_at = middle.index("final_round") + 1  # the delta right after the final metric
+    table = table[first + middle[:figures_at] + last[:4] + middle[figures_at:] + last[4:]]
     ids = ["run_id", "task", "compressor", "label", "config_id", "seed"]
     rounds = pd.concat(round_frames, ignore_index=True) if round_frames else pd.DataFrame()
     rounds = table[ids].merge(rounds, on="run_id", how="right")
