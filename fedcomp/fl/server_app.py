@@ -111,6 +111,9 @@ def write_results(
     setup = strategy.setup
     run_id = strategy.run_id
     ledger = ledger_lib.to_frame([*strategy.rows, *strategy.client_rows])
+    ledger = ledger.sort_values(
+        ["recorded_by", "round", "phase", "partition_id", "direction"], kind="stable", ignore_index=True
+    )
     metrics = metrics_frame(run_id, strategy, central)
     fed = cfg["federation"]
     estimate = Estimate(

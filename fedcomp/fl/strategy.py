@@ -219,7 +219,8 @@ class TrackingFedAvg(Strategy):
                 partition = self.node_to_partition.get(node_id, -1)
                 self.failures.append(Failure(rnd, ph, partition, node_id, down.error))
                 del self._pending[(rnd, ph, node_id)]
-        return received
+        # replies arrive in any order; a fixed order keeps float sums reproducible
+        return sorted(received, key=lambda item: item[1].partition_id)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
