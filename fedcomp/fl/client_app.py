@@ -118,7 +118,7 @@ def client_train(setup: Setup, msg: Message, context: Context) -> Message:
         trained = model_state(model)
     else:
         trained = received
-    names = setup.sent_names
+    names = list(setup.initial_state)  # the transform drops frozen tensors itself (Freeze stage)
     if client_cfg.get("update", "delta") == "weights":
         update = {n: trained[n] for n in names}
     else:

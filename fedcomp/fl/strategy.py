@@ -136,7 +136,7 @@ class TrackingFedAvg(Strategy):
             content = RecordDict(dict(shared["content"].items()))
         else:
             held = self.held.get(partition, self.setup.initial_state)
-            delta = subtract(self.global_state, held, names)
+            delta = subtract(self.global_state, held, list(held))  # Freeze drops frozen ones
             rng = np.random.default_rng(derive_seed(self.setup.seed, server_round, partition, 4))
             encoded = compression.transform.encode(delta, rng)
             decoded = decode_checked(compression.transform, encoded, self.setup.initial_state, names)

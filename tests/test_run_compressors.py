@@ -1,0 +1,46 @@
+"""Every compressor runs end to end and the ledger shows what it saves."""
+
+from pathlib import Path
+
+import pytest
+
+from fedcomp.config import CONF_DIR
+from fedcomp.run import execute
+from tests.helpers import load_run, run_config
+
+ALL = sorted(p.stem for p in (CONF_DIR / "compressor").glob("*.yaml") if p.stem != "freeze_embeddings")
+FAST = ["topk", "quant4", "freeze_topk_quant8"]
+SMALL = ("task=digits", "partition=iid", "federation.num_clients=2", "federation.fraction_fit=1.0",
+         "federation.num_rounds=2")
+
+
+def _check(tmp_path: Path, name: str, *extra: str) -> dict:
+    summary = execute(run_config(tmp_path, *SMALL, f"compressor={name}", *extra))
+    ledger, metrics, _ = load_run(tmp_path)
+    up = ledger[(ledger.recorded_by == "server") & (ledger.direction == "up")]
+    assert summary["num_failures"] == 0
+    assert (up["status"] == "ok").all()
+    assert summary["bytes"]["up"]["dense_bytes"] == summary["formula"]["cohort_up_total"]
+    if name not in ("none", "lossless"):
+        assert summary["bytes"]["up"]["payload_bytes"] < 0.5 * summary["bytes"]["up"]["dense_bytes"]
+        assert summary["bytes"]["up"]["wire_bytes"] < 0.6 * summary["bytes"]["up"]["dense_bytes"]
+    accuracy = metrics[(metrics.scope == "central") & (metrics.metric == "accuracy")]
+    assert sorted(accuracy["round"]) == [0, 1, 2]
+    return summary
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_compressor_runs_and_saves_uplink_bytes(tmp_path, name):
+    _check(tmp_path, name)
+
+
+def test_downlink_compression_saves_downlink_bytes(tmp_path):
+    summary = _check(tmp_path, "quant8", "compressor.downlink=true")
+    down = summary["bytes"]["down"]
+    assert down["payload_bytes"] < 0.3 * down["dense_bytes"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in ALL if n not in FAST])
+def test_every_compressor_runs(tmp_path, name):
+    _check(tmp_path, name)
