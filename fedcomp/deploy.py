@@ -189,6 +189,7 @@ class Started:
     argv: list[str]
     log_path: Path
     popen: subprocess.Popen
+    critical: bool = True  # its exit before the run ends is a failure
 
     @property
     def pid(self) -> int:
@@ -215,7 +216,14 @@ class Processes:
         self.started: list[Started] = []
         self.seen: set[int] = set()
 
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Started:
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        critical: bool = True,
+    ) -> Started:
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "ab") as out:
             popen = subprocess.Popen(  # noqa: S603 - argv built here, no shell
@@ -228,7 +236,7 @@ class Processes:
                 start_new_session=True,  # own process group: pgid == pid
                 preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
             )
-        proc = Started(name, argv, log_path, popen)
+        proc = Started(name, argv, log_path, popen, critical)
         self.started.append(proc)
         self.seen.add(proc.pid)
         return proc
@@ -793,7 +801,7 @@ def _check_config(cfg: dict[str, Any]) -> None:
     engine = cfg["engine"]
     num_clients = int(cfg["federation"]["num_clients"])
     nodes = engine.get("num_supernodes", num_clients)
-    if int(nodes) != num_clients:
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes != num_clients:
         raise ConfigError(
             f"engine.num_supernodes: must equal federation.num_clients={num_clients} "
             f"(one SuperNode per partition), got {nodes!r}"
@@ -801,91 +809,67 @@ def _check_config(cfg: dict[str, Any]) -> None:
     ports = engine.get("supernode_ports")
     if ports is not None and (not isinstance(ports, list) or len(ports) != num_clients):
         raise ConfigError(f"engine.supernode_ports: must be null or a list of {num_clients} ports, got {ports!r}")
-    for key in ("startup_timeout", "run_timeout", "poll_interval", "connect_timeout"):
+    for key in ("startup_timeout", "run_timeout", "poll_interval", "connect_timeout", "stop_timeout"):
         value = engine.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
             raise ConfigError(f"engine.{key}: must be a number > 0, got {value!r}")
 
 
+def _reason(err: BaseException) -> str:
+    if isinstance(err, DeploymentError):
+        return str(err)
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    return f"{type(err).__name__}: {err}"
+
+
 def deploy(cfg: dict[str, Any], echo: Any = print) -> dict[str, Any]:
     """Run ``cfg`` on a local SuperLink and SuperNodes with ``flwr run``; see the module docstring.
 
-    Returns the record written to ``<output_dir>/deployment.json``. Raises
+    Starts the federation, runs the experiment, stops every process, writes
+    ``<output_dir>/deployment.json`` and returns its record. Raises
     :class:`DeploymentError` when the run did not finish (the record says why).
     """
     _check_config(cfg)
-    engine = cfg["engine"]
     output_dir = Path(cfg["output_dir"]).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    run_cfg = {**cfg, "output_dir": str(output_dir)}  # the ServerApp runs elsewhere: absolute path
-    log_dir = output_dir / LOG_DIR
-    log_dir.mkdir(exist_ok=True)
     (output_dir / DEPLOYMENT_FILE).unlink(missing_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="fedcomp-flwr-home-"))
-    env = _child_env(home)
-    procs = Processes(env, log_dir, float(_engine_value(engine, "stop_timeout", 10)))
-    record: dict[str, Any] = {
-        "status": "incomplete",
-        "reason": "",
-        "flwr_run_id": None,
-        "output_dir": str(output_dir),
-        "started_at": time.time(),
-    }
-    run_id: int | None = None
-    flwr: FlwrCli | None = None
-    started = time.monotonic()
+    fed = LocalFederation(cfg["engine"], int(cfg["federation"]["num_clients"]), output_dir / LOG_DIR, echo)
+    record: dict[str, Any] = {"status": "incomplete", "reason": "", "flwr_run_id": None, "output_dir": str(output_dir)}
+    error: BaseException | None = None
     try:
         with stop_on_signals():
-            flwr, traffic_path = _start_federation(cfg, engine, procs, home, env, log_dir, record, echo)
-            run_id = _submit(flwr, run_cfg, home)
-            record["flwr_run_id"] = str(run_id)
-            echo(f"deployment: flwr run id {run_id}; waiting for it to finish (polling flwr ls)")
-            final = _wait(flwr, run_id, procs, engine, log_dir, echo)
-            record["run_status"] = final.get("status")
-            counters = {
-                "inbound": int(final["network-traffic"]["inbound-bytes"]),
-                "outbound": int(final["network-traffic"]["outbound-bytes"]),
-            }
-            record["superlink_counters"] = counters
-            record["compute_time"] = final.get("compute-time")
-            _measure(record, output_dir, counters, traffic_path, run_id)
-            record["status"] = "complete"
-    except (DeploymentError, KeyboardInterrupt) as err:
-        record["reason"] = str(err) or type(err).__name__
-        if flwr is not None and run_id is not None:
-            _stop_run(flwr, run_id, record)
-        raise_error: BaseException | None = err
-    except Exception as err:  # noqa: BLE001 - recorded, then re-raised
-        record["reason"] = f"{type(err).__name__}: {err}"
-        if flwr is not None and run_id is not None:
-            _stop_run(flwr, run_id, record)
-        raise_error = err
-    else:
-        raise_error = None
+            fed.start()
+            record = fed.run(cfg, write=False)
+    except BaseException as err:  # noqa: BLE001 - recorded, processes stopped, re-raised below
+        error = err
+        record = fed.last_record or record
+        record["status"] = "incomplete"
+        record["reason"] = record.get("reason") or _reason(err)
     finally:
-        record["processes"] = [p.describe() for p in procs.started]
-        with ignore_signals():
-            record["leftover_pids"] = procs.stop_all()
-        record["stopped_pids"] = sorted(procs.seen)
-        record["wall_time_s"] = round(time.monotonic() - started, 3)
-        from fedcomp.results import is_complete, write_json
-
-        record["results_complete"] = is_complete(output_dir)
-        if record["status"] == "complete" and not record["results_complete"]:
-            record["status"] = "incomplete"
-            record["reason"] = "the run finished but the ServerApp did not write all four result files"
-        write_json(output_dir / DEPLOYMENT_FILE, record)
-        shutil.rmtree(home, ignore_errors=True)
-        if not _engine_value(engine, "keep_logs", True) and record["status"] == "complete":
-            shutil.rmtree(log_dir, ignore_errors=True)
+        leftovers = fed.close()
+        record.update(fed.describe())
+        record["leftover_pids"] = leftovers
+        _finish_record(record, output_dir)
         echo(format_report(record))
-    if raise_error is not None:
-        if isinstance(raise_error, DeploymentError):
-            raise raise_error
-        raise DeploymentError(record["reason"]) from raise_error
+    if error is not None:
+        if isinstance(error, DeploymentError):
+            raise error
+        raise DeploymentError(record["reason"]) from error
     if record["status"] != "complete":
         raise DeploymentError(record["reason"])
     return record
+
+
+def _finish_record(record: dict[str, Any], output_dir: Path) -> None:
+    """Check the run directory and write ``deployment.json``."""
+    from fedcomp.results import is_complete, write_json
+
+    record["results_complete"] = is_complete(output_dir)
+    if record["status"] == "complete" and not record["results_complete"]:
+        record["status"] = "incomplete"
+        record["reason"] = "the run finished but the ServerApp did not write all four result files"
+    write_json(output_dir / DEPLOYMENT_FILE, record)
 
 
 def _child_env(home: Path) -> dict[str, str]:
@@ -898,158 +882,305 @@ def _child_env(home: Path) -> dict[str, str]:
     return env
 
 
-def _start_federation(
-    cfg: dict[str, Any],
-    engine: dict[str, Any],
-    procs: Processes,
-    home: Path,
-    env: dict[str, str],
-    log_dir: Path,
-    record: dict[str, Any],
-    echo: Any,
-) -> tuple[FlwrCli, Path | None]:
-    """Start (or reach) the SuperLink and start the SuperNodes; return the CLI and traffic log."""
-    host = str(_engine_value(engine, "host", "127.0.0.1"))
-    num_nodes = int(cfg["federation"]["num_clients"])
-    startup_timeout = float(_engine_value(engine, "startup_timeout", 120))
-    traffic_path: Path | None = None
-    external = engine.get("superlink_address")
-    if external:
-        link_host, link_port = split_address(external)
-        address = f"{link_host}:{link_port}"
-        record["superlink"] = {"address": address, "started_by_fedcomp": False}
-        flwr = FlwrCli(home, address, procs.env)
-        _wait_superlink(flwr, link_host, link_port, None, startup_timeout)
-    else:
-        link_port = engine.get("superlink_port")
-        if link_port is None:
-            link_port = free_ports(host, 1)[0]
-        elif port_in_use(host, int(link_port)):
-            raise DeploymentError(f"engine.superlink_port={link_port}: port {host}:{link_port} is already in use")
-        address = f"{host}:{link_port}"
-        link_args = ["--insecure", "--host", host, "--port", str(link_port)]
-        extra_env = {}
-        if _engine_value(engine, "traffic_log", True):
-            traffic_path = log_dir / TRAFFIC_FILE
-            traffic_path.unlink(missing_ok=True)
-            extra_env[TRAFFIC_VAR] = str(traffic_path)
-            argv = [sys.executable, "-c", "from fedcomp.deploy import superlink_main; superlink_main()", *link_args]
+class LocalFederation:
+    """A SuperLink and N SuperNodes started on this machine, for one or more ``flwr run``s.
+
+    Parameters
+    ----------
+    engine
+        ``cfg["engine"]`` (``conf/engine/deployment.yaml``).
+    num_nodes
+        SuperNodes to start, partition ids ``0..num_nodes-1``.
+    log_dir
+        Where the process logs and the SuperLink's request log go.
+
+    Use as a context manager (``with LocalFederation(...) as fed: fed.run(cfg)``) or call
+    :meth:`start` and :meth:`close` (which stops every process, also those the Flower
+    processes started) yourself.
+    """
+
+    def __init__(self, engine: dict[str, Any], num_nodes: int, log_dir: Path, echo: Any = print) -> None:
+        self.engine = engine
+        self.num_nodes = num_nodes
+        self.log_dir = Path(log_dir)
+        self.echo = echo
+        self.host = str(_engine_value(engine, "host", "127.0.0.1"))
+        self.home = Path(tempfile.mkdtemp(prefix="fedcomp-flwr-home-"))
+        self.procs = Processes(_child_env(self.home), self.log_dir, float(_engine_value(engine, "stop_timeout", 10)))
+        self.flwr: FlwrCli | None = None
+        self.traffic_path: Path | None = None
+        self.superlink: dict[str, Any] = {}
+        self.last_record: dict[str, Any] | None = None
+        self.closed = False
+        self._leftovers: list[int] = []
+
+    def __enter__(self) -> LocalFederation:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- start / stop
+    def start(self) -> None:
+        """Start (or reach) the SuperLink, start the SuperNodes, wait until all are online."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        engine = self.engine
+        startup_timeout = float(_engine_value(engine, "startup_timeout", 120))
+        external = engine.get("superlink_address")
+        if external:
+            link_host, link_port = split_address(external)
+            address = f"{link_host}:{link_port}"
+            self.superlink = {"address": address, "started_by_fedcomp": False}
+            self.flwr = FlwrCli(self.home, address, self.procs.env)
+            self._wait_superlink(link_host, link_port, None, startup_timeout)
         else:
-            argv = [_bin("flower-superlink"), *link_args]
-        superlink = procs.start("superlink", argv, env=extra_env, cwd=home)
-        record["superlink"] = {"address": address, "started_by_fedcomp": True, "pid": superlink.pid}
-        echo(f"deployment: SuperLink on {address} (pid {superlink.pid}), logs in {log_dir}")
-        flwr = FlwrCli(home, address, procs.env)
-        _wait_superlink(flwr, host, int(link_port), superlink, startup_timeout)
-    if not _engine_value(engine, "start_supernodes", True):
-        return flwr, traffic_path
-    node_ports = engine.get("supernode_ports") or free_ports(host, num_nodes)
-    for port in node_ports:
-        if port_in_use(host, int(port)):
-            raise DeploymentError(f"engine.supernode_ports: port {host}:{port} is already in use")
-    for pid in range(num_nodes):
-        argv = [
-            _bin("flower-supernode"),
-            "--insecure",
-            "--superlink", address,
-            "--host", host,
-            "--port", str(node_ports[pid]),
-            "--node-config", f"partition-id={pid} num-partitions={num_nodes}",
-        ]  # fmt: skip
-        node = procs.start(f"supernode-{pid}", argv, cwd=home)
-        echo(f"deployment: SuperNode partition-id={pid} (pid {node.pid}, runtime port {node_ports[pid]})")
-    _wait_nodes(flwr, num_nodes, procs, startup_timeout)
-    return flwr, traffic_path
-
-
-def _wait_superlink(flwr: FlwrCli, host: str, port: int, proc: Started | None, timeout: float) -> None:
-    """Until the SuperLink answers ``flwr ls``; DeploymentError when it exits or times out."""
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if proc is not None and proc.popen.poll() is not None:
-            raise DeploymentError(
-                f"the SuperLink exited with code {proc.popen.returncode} while starting "
-                f"(is {host}:{port} in use?); last lines of {proc.log_path}:\n{log_tail(proc.log_path)}"
-            )
-        if reachable(host, port):
-            try:
-                flwr.call("ls", CONNECTION, timeout=max(5.0, deadline - time.monotonic()))
-                return
-            except DeploymentError as err:
-                last = str(err)
-        time.sleep(0.5)
-    where = "" if proc is None else f"; last lines of {proc.log_path}:\n{log_tail(proc.log_path)}"
-    raise DeploymentError(
-        f"the SuperLink at {host}:{port} is not reachable (no answer within "
-        f"engine.startup_timeout={timeout:g} s){': ' + last if last else ''}{where}"
-    )
-
-
-def _wait_nodes(flwr: FlwrCli, count: int, procs: Processes, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    online = 0
-    while time.monotonic() < deadline:
-        _check_alive(procs)
-        online = flwr.online_nodes()
-        if online >= count:
+            link_port = engine.get("superlink_port")
+            if link_port is None:
+                link_port = free_ports(self.host, 1)[0]
+            elif port_in_use(self.host, int(link_port)):
+                raise DeploymentError(
+                    f"engine.superlink_port={link_port}: port {self.host}:{link_port} is already in use"
+                )
+            address = f"{self.host}:{link_port}"
+            link_args = ["--insecure", "--host", self.host, "--port", str(link_port)]
+            extra_env = {}
+            if _engine_value(engine, "traffic_log", True):
+                self.traffic_path = self.log_dir / TRAFFIC_FILE
+                self.traffic_path.unlink(missing_ok=True)
+                extra_env[TRAFFIC_VAR] = str(self.traffic_path)
+                argv = [sys.executable, "-c", "from fedcomp.deploy import superlink_main; superlink_main()", *link_args]
+            else:
+                argv = [_bin("flower-superlink"), *link_args]
+            proc = self.procs.start("superlink", argv, env=extra_env, cwd=self.home)
+            self.superlink = {"address": address, "started_by_fedcomp": True, "pid": proc.pid}
+            self.echo(f"deployment: SuperLink on {address} (pid {proc.pid}), logs in {self.log_dir}")
+            self.flwr = FlwrCli(self.home, address, self.procs.env)
+            self._wait_superlink(self.host, int(link_port), proc, startup_timeout)
+        if not _engine_value(engine, "start_supernodes", True):
             return
-        time.sleep(0.5)
-    raise DeploymentError(
-        f"only {online} of {count} SuperNodes came online within engine.startup_timeout={timeout:g} s"
-    )
+        node_ports = engine.get("supernode_ports") or free_ports(self.host, self.num_nodes)
+        for port in node_ports:
+            if port_in_use(self.host, int(port)):
+                raise DeploymentError(f"engine.supernode_ports: port {self.host}:{port} is already in use")
+        for pid in range(self.num_nodes):
+            argv = [
+                _bin("flower-supernode"),
+                "--insecure",
+                "--superlink", address,
+                "--host", self.host,
+                "--port", str(node_ports[pid]),
+                "--node-config", f"partition-id={pid} num-partitions={self.num_nodes}",
+            ]  # fmt: skip
+            node = self.procs.start(f"supernode-{pid}", argv, cwd=self.home)
+            self.echo(f"deployment: SuperNode partition-id={pid} (pid {node.pid}, runtime port {node_ports[pid]})")
+        self._wait_nodes(startup_timeout)
 
+    def close(self) -> list[int]:
+        """Stop every process started (SIGTERM, then SIGKILL); the PIDs still alive after."""
+        if self.closed:
+            return self._leftovers
+        with ignore_signals():
+            self._leftovers = self.procs.stop_all()
+            shutil.rmtree(self.home, ignore_errors=True)
+        self.closed = True
+        return self._leftovers
 
-def _check_alive(procs: Processes) -> None:
-    for proc in procs.exited():
+    def describe(self) -> dict[str, Any]:
+        return {
+            "superlink": self.superlink,
+            "processes": [p.describe() for p in self.procs.started],
+            "stopped_pids": sorted(self.procs.seen),
+            "process_tag": self.procs.tag,
+        }
+
+    def _wait_superlink(self, host: str, port: int, proc: Started | None, timeout: float) -> None:
+        """Until the SuperLink answers ``flwr ls``; DeploymentError when it exits or times out."""
+        assert self.flwr is not None
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if proc is not None and proc.popen.poll() is not None:
+                raise DeploymentError(
+                    f"the SuperLink exited with code {proc.popen.returncode} while starting "
+                    f"(is {host}:{port} in use?); last lines of {proc.log_path}:\n{log_tail(proc.log_path)}"
+                )
+            if reachable(host, port):
+                try:
+                    self.flwr.call("ls", CONNECTION, timeout=max(5.0, deadline - time.monotonic()))
+                    return
+                except DeploymentError as err:
+                    last = str(err)
+            time.sleep(0.5)
+        where = "" if proc is None else f"; last lines of {proc.log_path}:\n{log_tail(proc.log_path)}"
         raise DeploymentError(
-            f"{proc.name} (pid {proc.pid}) exited with code {proc.popen.returncode} before the run "
-            f"finished; last lines of {proc.log_path}:\n{log_tail(proc.log_path)}"
+            f"the SuperLink at {host}:{port} is not reachable (no answer within "
+            f"engine.startup_timeout={timeout:g} s){': ' + last if last else ''}{where}"
         )
 
+    def _wait_nodes(self, timeout: float) -> None:
+        assert self.flwr is not None
+        deadline = time.monotonic() + timeout
+        online = 0
+        while time.monotonic() < deadline:
+            self._check_alive()
+            online = self.flwr.online_nodes()
+            if online >= self.num_nodes:
+                return
+            time.sleep(0.5)
+        raise DeploymentError(
+            f"only {online} of {self.num_nodes} SuperNodes came online within engine.startup_timeout={timeout:g} s"
+        )
 
-def _submit(flwr: FlwrCli, run_cfg: dict[str, Any], home: Path) -> int:
-    """``flwr run`` the project with the fedcomp config as a run-config TOML file."""
-    import tomli_w
-
-    config_file = home / "run_config.toml"
-    config_file.write_text(tomli_w.dumps({RUN_CONFIG_KEY: json.dumps(run_cfg, default=str)}), encoding="utf-8")
-    result = flwr.call("run", str(project_dir()), CONNECTION, "--run-config", str(config_file), timeout=300)
-    if not result.get("run-id"):
-        raise DeploymentError(f"`flwr run` did not return a run id: {result}")
-    return int(result["run-id"])
-
-
-def _wait(
-    flwr: FlwrCli, run_id: int, procs: Processes, engine: dict[str, Any], log_dir: Path, echo: Any
-) -> dict[str, Any]:
-    """Poll ``flwr ls`` until the run is finished; the final run entry."""
-    timeout = float(_engine_value(engine, "run_timeout", 1800))
-    interval = float(_engine_value(engine, "poll_interval", 2.0))
-    deadline = time.monotonic() + timeout
-    progress = _Progress(log_dir / "superlink.log", echo)
-    while True:
-        status = flwr.run_status(run_id)
-        procs.remember_descendants()
-        progress.show()
-        state = str(status.get("status", ""))
-        if state.startswith("finished"):
-            progress.show()
-            if state != "finished:completed":
-                detail = status.get("status-details") or ""
+    def _check_alive(self) -> None:
+        for proc in self.procs.exited():
+            if proc.critical:
                 raise DeploymentError(
-                    f"flwr run {run_id} ended as {state!r} {detail}; last lines of the SuperLink log:\n"
-                    f"{log_tail(log_dir / 'superlink.log')}"
+                    f"{proc.name} (pid {proc.pid}) exited with code {proc.popen.returncode} before the run "
+                    f"finished; last lines of {proc.log_path}:\n{log_tail(proc.log_path)}"
                 )
-            return status
-        _check_alive(procs)
-        if time.monotonic() > deadline:
-            raise DeploymentError(f"flwr run {run_id} did not finish within engine.run_timeout={timeout:g} s")
-        time.sleep(interval)
+
+    # -------------------------------------------------------------- one run
+    def run(self, cfg: dict[str, Any], write: bool = True) -> dict[str, Any]:
+        """``flwr run`` one fedcomp experiment, wait for it, measure it; its record.
+
+        With ``write`` the record goes to ``<output_dir>/deployment.json`` (also when the
+        run fails, with ``status: "incomplete"``). Raises :class:`DeploymentError` when
+        the run did not finish.
+        """
+        if self.flwr is None:
+            raise DeploymentError("the federation is not started (call start() first)")
+        output_dir = Path(cfg["output_dir"]).resolve()
+        output_dir.mkdir(parents=True, exist_ok=True)
+        run_cfg = {**cfg, "output_dir": str(output_dir)}  # the ServerApp runs elsewhere: absolute path
+        record: dict[str, Any] = {
+            "status": "incomplete",
+            "reason": "",
+            "flwr_run_id": None,
+            "output_dir": str(output_dir),
+            "superlink": self.superlink,
+            "started_at": time.time(),
+        }
+        self.last_record = record
+        started = time.monotonic()
+        run_id: int | None = None
+        try:
+            run_id = self._submit(run_cfg)
+            record["flwr_run_id"] = str(run_id)
+            self.echo(f"deployment: flwr run id {run_id}; waiting for it to finish (polling flwr ls)")
+            final = self._wait(run_id)
+            record["run_status"] = final.get("status")
+            counters = {
+                "inbound": int(final["network-traffic"]["inbound-bytes"]),
+                "outbound": int(final["network-traffic"]["outbound-bytes"]),
+            }
+            record["superlink_counters"] = counters
+            record["compute_time"] = final.get("compute-time")
+            self._measure(record, output_dir, counters, run_id)
+            record["status"] = "complete"
+        except BaseException as err:
+            record["reason"] = _reason(err)
+            if run_id is not None:
+                self._stop_run(run_id, record)
+            raise
+        finally:
+            record["wall_time_s"] = round(time.monotonic() - started, 3)
+            if write:
+                _finish_record(record, output_dir)
+        return record
+
+    def _submit(self, run_cfg: dict[str, Any]) -> int:
+        """``flwr run`` the project with the fedcomp config as a run-config TOML file."""
+        import tomli_w
+
+        assert self.flwr is not None
+        config_file = self.home / f"run_config_{uuid.uuid4().hex[:8]}.toml"
+        config_file.write_text(
+            tomli_w.dumps({RUN_CONFIG_KEY: json.dumps(run_cfg, default=str)}), encoding="utf-8"
+        )
+        result = self.flwr.call("run", str(project_dir()), CONNECTION, "--run-config", str(config_file), timeout=300)
+        if not result.get("run-id"):
+            raise DeploymentError(f"`flwr run` did not return a run id: {result}")
+        return int(result["run-id"])
+
+    def _wait(self, run_id: int) -> dict[str, Any]:
+        """Poll ``flwr ls`` until the run is finished; the final run entry.
+
+        A ``flwr log --stream`` process copies the ServerApp's log to
+        ``serverapp-<run id>.log`` (its round lines are echoed); its exit triggers an
+        immediate poll.
+        """
+        assert self.flwr is not None
+        timeout = float(_engine_value(self.engine, "run_timeout", 1800))
+        interval = float(_engine_value(self.engine, "poll_interval", 2.0))
+        deadline = time.monotonic() + timeout
+        stream = self.procs.start(
+            f"serverapp-{run_id}", [self.flwr.exe, "log", str(run_id), CONNECTION, "--stream"],
+            cwd=self.home, critical=False,
+        )  # fmt: skip
+        progress = _Progress(stream.log_path, self.echo)
+        next_poll, stream_seen_done = 0.0, False
+        while True:
+            progress.show()
+            stream_done = stream.popen.poll() is not None
+            if time.monotonic() >= next_poll or (stream_done and not stream_seen_done):
+                stream_seen_done = stream_done
+                next_poll = time.monotonic() + interval
+                status = self.flwr.run_status(run_id)
+                self.procs.remember_descendants()
+                state = str(status.get("status", ""))
+                if state.startswith("finished"):
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        stream.popen.wait(timeout=5)
+                    progress.show()
+                    if state != "finished:completed":
+                        detail = status.get("status-details") or ""
+                        raise DeploymentError(
+                            f"flwr run {run_id} ended as {state!r} {detail}; last lines of the ServerApp log:\n"
+                            f"{log_tail(stream.log_path)}"
+                        )
+                    return status
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise DeploymentError(f"flwr run {run_id} did not finish within engine.run_timeout={timeout:g} s")
+            time.sleep(0.25)
+
+    def _stop_run(self, run_id: int, record: dict[str, Any]) -> None:
+        """Ask the SuperLink to stop an unfinished run; note its counters so far."""
+        if self.flwr is None:
+            return
+        with contextlib.suppress(DeploymentError), ignore_signals():
+            status = self.flwr.run_status(run_id)
+            record["run_status"] = status.get("status")
+            traffic = status.get("network-traffic") or {}
+            record["superlink_counters_at_stop"] = {
+                "inbound": traffic.get("inbound-bytes"),
+                "outbound": traffic.get("outbound-bytes"),
+            }
+            if not str(status.get("status", "")).startswith("finished"):
+                self.flwr.call("stop", str(run_id), CONNECTION, timeout=30)
+                record["run_status"] = "stopped by fedcomp"
+
+    def _measure(self, record: dict[str, Any], output_dir: Path, counters: dict[str, int], run_id: int) -> None:
+        import pandas as pd
+
+        from fedcomp.results import LEDGER_FILE
+
+        ledger_path = output_dir / LEDGER_FILE
+        if not ledger_path.is_file():
+            raise DeploymentError(f"the run finished but {ledger_path} is missing")
+        ledger = pd.read_parquet(ledger_path)
+        record["agreement"] = agreement(counters, ledger)
+        if self.traffic_path is not None:
+            record["reconciliation"] = reconcile(read_traffic(self.traffic_path, run_id), ledger, counters)
 
 
 class _Progress:
-    """Echo the ServerApp's per-round lines as they appear in the SuperLink log."""
+    """Echo the ServerApp's per-round lines as they appear in its log."""
 
     def __init__(self, path: Path, echo: Any) -> None:
         self.path, self.echo, self.offset = path, echo, 0
@@ -1064,37 +1195,9 @@ class _Progress:
         end = data.rfind(b"\n") + 1
         self.offset += end
         for line in data[:end].decode("utf-8", "replace").splitlines():
-            if line.lstrip().startswith("round ") and "/" in line:
-                self.echo("  " + line.strip())
-
-
-def _stop_run(flwr: FlwrCli, run_id: int, record: dict[str, Any]) -> None:
-    with contextlib.suppress(DeploymentError):
-        status = flwr.run_status(run_id)
-        record["run_status"] = status.get("status")
-        traffic = status.get("network-traffic") or {}
-        record["superlink_counters_at_stop"] = {
-            "inbound": traffic.get("inbound-bytes"),
-            "outbound": traffic.get("outbound-bytes"),
-        }
-        if not str(status.get("status", "")).startswith("finished"):
-            flwr.call("stop", str(run_id), CONNECTION, timeout=30)
-
-
-def _measure(
-    record: dict[str, Any], output_dir: Path, counters: dict[str, int], traffic_path: Path | None, run_id: int
-) -> None:
-    import pandas as pd
-
-    from fedcomp.results import LEDGER_FILE
-
-    ledger_path = output_dir / LEDGER_FILE
-    if not ledger_path.is_file():
-        raise DeploymentError(f"the run finished but {ledger_path} is missing")
-    ledger = pd.read_parquet(ledger_path)
-    record["agreement"] = agreement(counters, ledger)
-    if traffic_path is not None:
-        record["reconciliation"] = reconcile(read_traffic(traffic_path, run_id), ledger, counters)
+            text = line.strip()
+            if text.startswith("round ") and "/" in text.split()[1]:
+                self.echo("  " + text)
 
 
 # ---------------------------------------------------------------------------- CLI

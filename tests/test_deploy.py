@@ -1,0 +1,179 @@
+"""Deployment Engine: a real SuperLink and SuperNodes on loopback, `flwr run`, byte truth.
+
+The two end-to-end runs take about a minute each on 2 CPU cores (most of it Flower's
+ServerApp polling every 3 s and a ClientApp process per message); the failure tests a
+few seconds each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fedcomp.deploy import (
+    DEPLOYMENT_FILE,
+    DeploymentError,
+    LocalFederation,
+    _alive,
+    _proc_tagged,
+    deploy,
+    free_ports,
+)
+from fedcomp.results import RUN_FILES
+from tests.helpers import run_config
+
+TWO_CLIENTS_TWO_ROUNDS = (
+    "engine=deployment",
+    "task=digits",
+    "partition=iid",
+    "federation.num_clients=2",
+    "federation.fraction_fit=1.0",
+    "federation.num_rounds=2",
+)
+
+
+def _no_process_left(record: dict) -> None:
+    """Every PID fedcomp started or saw is gone (or reused by a process that is not ours)."""
+    assert record["leftover_pids"] == []
+    pids = {p["pid"] for p in record["processes"]} | set(record["stopped_pids"])
+    assert len(pids) >= 3  # SuperLink + 2 SuperNodes at least
+    ours = set(_proc_tagged(record["process_tag"]))
+    assert not ours, f"processes left behind: {sorted(ours)}"
+    for pid in pids:
+        assert not _alive(pid) or pid not in ours
+
+
+def _check_run(run_dir: Path, record: dict, compressor: str) -> None:
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), name
+    saved = json.loads((run_dir / DEPLOYMENT_FILE).read_text())
+    assert saved["status"] == "complete" and saved["results_complete"]
+    assert saved["flwr_run_id"] == record["flwr_run_id"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["compressor"] == compressor and summary["num_failures"] == 0
+    ledger = pd.read_parquet(run_dir / "ledger.parquet")
+    server = ledger[ledger["recorded_by"] == "server"]
+    # 2 rounds x 2 clients x (down + up), every row ok; client rows agree with server rows
+    assert len(server) == 8 and (server["status"] == "ok").all()
+    client = ledger[ledger["recorded_by"] == "client"]
+    assert client["wire_bytes"].sum() == server["wire_bytes"].sum()
+
+    counters = saved["superlink_counters"]
+    agree = saved["agreement"]
+    for direction, key in (("down", "outbound"), ("up", "inbound")):
+        assert agree[direction]["superlink"] == counters[key] > 0
+        assert agree[direction]["ledger_wire"] == server[server["direction"] == direction]["wire_bytes"].sum()
+
+    rec = saved["reconciliation"]
+    # the SuperLink's request log is Flower's own counting, request by request
+    assert rec["log_matches_counters"] is True
+    for direction, key in (("down", "outbound"), ("up", "inbound")):
+        d = rec["by_direction"][direction]
+        assert d["parts_sum"] == d["superlink_logged"] == counters[key]
+        # what the ledger measures is exactly the model messages' objects, plus any object
+        # the SuperLink did not store twice (identical objects of two replies)
+        assert d["ledger_wire"] == d["parts"]["model_objects"] + d["not_transferred_bytes_known"]
+        assert abs(d["model_vs_ledger_pct"]) <= 5.0
+        assert d["messages"] == {"query": 2, "train": 4}
+    # the down direction has no de-duplication: each SuperNode pulls its whole message
+    down = rec["by_direction"]["down"]
+    assert down["not_transferred_objects"] == 0 and down["model_vs_ledger_bytes"] == 0
+    # per message: ledger wire == SuperLink object bytes minus fedcomp's bookkeeping record
+    rows = rec["messages"]
+    assert len(rows) == 8 and all(r["round"] in (1, 2) for r in rows)
+    for row in rows:
+        if row["not_transferred"] == 0:
+            assert row["ledger_wire"] == row["superlink_model_objects"], row
+        if row["direction"] == "up":
+            assert row["bookkeeping"] > 0
+    # the difference to the raw counters is itemized: envelopes, query, bookkeeping
+    up = rec["by_direction"]["up"]["parts"]
+    assert up["envelopes"] > 0 and up["query_objects"] > 0 and up["bookkeeping"] > 0
+
+
+@pytest.mark.timeout(240)
+def test_deploy_topk_two_supernodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = run_config(tmp_path / "topk", *TWO_CLIENTS_TWO_ROUNDS, "compressor=topk")
+    record = deploy(cfg)
+    _check_run(tmp_path / "topk", record, "topk")
+    _no_process_left(record)
+    out = capsys.readouterr().out
+    assert "SuperLink counters (flwr ls) vs ledger wire_bytes" in out
+    assert "round   2/2" in out
+
+
+@pytest.mark.timeout(240)
+def test_deploy_identity_through_run(tmp_path: Path) -> None:
+    """``python -m fedcomp.run engine=deployment`` path: execute() -> deploy()."""
+    from fedcomp.run import execute
+
+    cfg = run_config(tmp_path / "none", *TWO_CLIENTS_TWO_ROUNDS, "compressor=none")
+    summary = execute(cfg)
+    assert summary is not None and summary["compressor"] == "none"
+    record = json.loads((tmp_path / "none" / DEPLOYMENT_FILE).read_text())
+    _check_run(tmp_path / "none", record, "none")
+    _no_process_left(record)
+    # identity: payload == dense, and the model down equals the model up in wire size terms
+    assert summary["bytes"]["down"]["payload_bytes"] == summary["bytes"]["down"]["dense_bytes"]
+
+
+def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        cfg = run_config(tmp_path, *TWO_CLIENTS_TWO_ROUNDS, f"engine.superlink_port={port}")
+        with pytest.raises(DeploymentError, match=f"engine.superlink_port={port}.*already in use"):
+            deploy(cfg)
+    finally:
+        holder.close()
+    record = json.loads((tmp_path / DEPLOYMENT_FILE).read_text())
+    assert record["status"] == "incomplete" and "already in use" in record["reason"]
+    assert record["processes"] == [] and record["leftover_pids"] == []
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_unreachable_superlink_is_a_clear_error(tmp_path: Path) -> None:
+    port = free_ports("127.0.0.1", 1)[0]  # nothing listens there
+    cfg = run_config(
+        tmp_path, *TWO_CLIENTS_TWO_ROUNDS, f"engine.superlink_address=127.0.0.1:{port}", "engine.startup_timeout=3"
+    )
+    with pytest.raises(DeploymentError, match=f"SuperLink at 127.0.0.1:{port} is not reachable"):
+        deploy(cfg)
+    record = json.loads((tmp_path / DEPLOYMENT_FILE).read_text())
+    assert record["status"] == "incomplete" and "not reachable" in record["reason"]
+    assert record["processes"] == [] and record["leftover_pids"] == []
+    assert not (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.timeout(180)
+def test_supernode_dying_mid_run_stops_everything(tmp_path: Path) -> None:
+    cfg = run_config(tmp_path, *TWO_CLIENTS_TWO_ROUNDS, "federation.num_rounds=5")
+    fed = LocalFederation(cfg["engine"], 2, tmp_path / "deployment", echo=print)
+
+    def echo(line: str) -> None:
+        print(line)
+        if line.startswith("deployment: flwr run id"):  # the run is submitted: kill a SuperNode
+            node = next(p for p in fed.procs.started if p.name == "supernode-1")
+            os.killpg(node.pid, 9)
+
+    fed.echo = echo
+    try:
+        fed.start()
+        with pytest.raises(DeploymentError, match=r"supernode-1 \(pid \d+\) exited with code -9"):
+            fed.run(cfg)
+    finally:
+        leftovers = fed.close()
+    assert leftovers == []
+    assert not _proc_tagged(fed.procs.tag)
+    record = json.loads((tmp_path / DEPLOYMENT_FILE).read_text())
+    assert record["status"] == "incomplete" and "supernode-1" in record["reason"]
+    assert record["flwr_run_id"] is not None and record["run_status"] == "stopped by fedcomp"
+    assert not (tmp_path / "summary.json").exists()
+    assert (tmp_path / "deployment" / "superlink.log").is_file()  # logs kept for the post-mortem
