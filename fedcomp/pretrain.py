@@ -24,7 +24,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fedcomp.tasks.checkpoint import default_file_mode, save_checkpoint
 

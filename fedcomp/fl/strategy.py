@@ -19,8 +19,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
@@ -33,9 +33,8 @@ from fedcomp.fl.client_app import STATS_KEY
 from fedcomp.fl.codec import add, decode_checked, subtract
 from fedcomp.fl.setup import Setup, Tensors, derive_seed
 from fedcomp.formula import cohort_size
-from fedcomp.ledger import LedgerRow, measure
+from fedcomp.ledger import LedgerRow
 from fedcomp.transforms.base import DecodeError, Encoded
-from fedcomp.transforms.identity import Identity
 
 log = logging.getLogger(__name__)
 

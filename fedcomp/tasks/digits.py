@@ -28,7 +28,7 @@ from datasets import Dataset, Features, List, Value
 from torch import nn
 
 from fedcomp.tasks.base import Task
-from fedcomp.tasks.mnist import (  # the shared classification helpers
+from fedcomp.tasks.classification import (
     evaluate_classifier,
     make_optimizer,
     stratified_split,

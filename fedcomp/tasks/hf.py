@@ -43,7 +43,7 @@ from datasets import ClassLabel, Dataset, Features, List, Value
 from torch import nn
 
 from fedcomp.tasks.base import Task
-from fedcomp.tasks.mnist import evaluate_classifier, make_optimizer, train_classifier
+from fedcomp.tasks.classification import evaluate_classifier, make_optimizer, train_classifier
 
 
 class ImageCNN(nn.Module):

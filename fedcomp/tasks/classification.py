@@ -1,0 +1,169 @@
+"""Train and evaluate loops shared by the image-classification tasks (mnist, digits, hf).
+
+Seeded, stratified splits; a seeded shuffle per epoch (``torch.randperm`` on a
+``torch.Generator``); only parameters with ``requires_grad`` are optimised, so frozen
+layers stay put.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from torch import nn
+
+def stratified_split(
+    labels: np.ndarray, sizes: dict[str, int], seed: int
+) -> dict[str, np.ndarray]:
+    """Split indices ``0..len(labels)-1`` into named, disjoint, class-stratified parts.
+
+    ``sizes`` maps split names to sizes; the last remaining indices form ``"pool"``.
+    Each class contributes to a split in proportion to its frequency (largest-remainder
+    rounding), so a 1,000-example test split of balanced MNIST holds 100 per class.
+    Indices inside every split are shuffled with ``seed``.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    by_class = {c: rng.permutation(np.flatnonzero(labels == c)) for c in classes}
+    taken = {c: 0 for c in classes}
+    out: dict[str, np.ndarray] = {}
+    n = len(labels)
+    for name, size in sizes.items():
+        if size < 0:
+            raise ValueError(f"split size {name}={size} must be >= 0")
+        remaining = {c: len(by_class[c]) - taken[c] for c in classes}
+        if size > sum(remaining.values()):
+            raise ValueError(
+                f"split sizes {sizes} exceed the {n} available examples"
+            )
+        # largest-remainder apportionment of `size` over classes, by class frequency
+        exact = {c: size * np.sum(labels == c) / n for c in classes}
+        alloc = {c: min(int(math.floor(exact[c])), remaining[c]) for c in classes}
+        order = sorted(classes, key=lambda c: (-(exact[c] - math.floor(exact[c])), c))
+        short = size - sum(alloc.values())
+        while short > 0:
+            progressed = False
+            for c in order:
+                if short and alloc[c] < remaining[c]:
+                    alloc[c] += 1
+                    short -= 1
+                    progressed = True
+            if not progressed:  # pragma: no cover - guarded by the size check above
+                break
+        idx = []
+        for c in classes:
+            idx.append(by_class[c][taken[c] : taken[c] + alloc[c]])
+            taken[c] += alloc[c]
+        out[name] = rng.permutation(np.concatenate(idx)) if idx else np.array([], int)
+    rest = np.concatenate([by_class[c][taken[c] :] for c in classes])
+    out["pool"] = rng.permutation(rest)
+    return out
+
+
+def to_arrays(data: Dataset, x_column: str, y_column: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Read a whole (small) dataset into float32 inputs and int64 labels."""
+    if len(data) == 0:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    cols = data.with_format("numpy", columns=[x_column, y_column])[:]
+    x = torch.from_numpy(np.ascontiguousarray(cols[x_column], dtype=np.float32))
+    y = torch.from_numpy(np.asarray(cols[y_column], dtype=np.int64))
+    return x, y
+
+
+def make_optimizer(
+    params: list[torch.nn.Parameter],
+    optimizer: str,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> torch.optim.Optimizer:
+    """``sgd`` (with ``momentum``), ``adam`` or ``adamw``; anything else is an error."""
+    name = optimizer.lower()
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"task.optimizer={optimizer!r} is not one of: sgd, adam, adamw")
+
+
+def train_classifier(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    steps: int | None,
+    seed: int,
+    batch_size: int,
+    optimizer: str,
+    lr: float,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> dict[str, float]:
+    """Mini-batch cross-entropy training, reproducible given ``seed``.
+
+    The batch order comes from ``torch.randperm`` on a ``torch.Generator`` seeded with
+    ``seed`` (what a shuffling ``DataLoader`` does, without its per-item overhead);
+    ``torch.manual_seed(seed)`` covers any other randomness (dropout). Only parameters
+    with ``requires_grad`` are optimised. ``steps`` caps the optimizer steps.
+
+    Returns ``num_examples`` (the size of the local data: the FedAvg weight),
+    ``train_loss`` (example-weighted mean loss over the batches trained on) and
+    ``num_steps``.
+    """
+    if epochs < 0:
+        raise ValueError(f"client.local_epochs={epochs} must be >= 0")
+    if steps is not None and steps < 0:
+        raise ValueError(f"client.local_steps={steps} must be >= 0 or null")
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(y)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay) if params else None
+    model.train()
+    total_loss, seen, done = 0.0, 0, 0
+    for _ in range(epochs):
+        if n == 0 or (steps is not None and done >= steps):
+            break
+        perm = torch.randperm(n, generator=gen)
+        for start in range(0, n, batch_size):
+            if steps is not None and done >= steps:
+                break
+            idx = perm[start : start + batch_size]
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            if opt is not None:
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            total_loss += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            done += 1
+    return {
+        "num_examples": float(n),
+        "train_loss": total_loss / seen if seen else float("nan"),
+        "num_steps": float(done),
+    }
+
+
+@torch.no_grad()
+def evaluate_classifier(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000
+) -> dict[str, float]:
+    """Mean cross-entropy ``loss``, ``accuracy`` and ``num_examples`` over ``(x, y)``."""
+    model.eval()
+    n = len(y)
+    if n == 0:
+        return {"loss": float("nan"), "accuracy": float("nan"), "num_examples": 0.0}
+    loss_sum, correct = 0.0, 0
+    for start in range(0, n, batch_size):
+        logits = model(x[start : start + batch_size])
+        yb = y[start : start + batch_size]
+        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(dim=1) == yb).sum())
+    return {"loss": loss_sum / n, "accuracy": correct / n, "num_examples": float(n)}
