@@ -26,20 +26,29 @@ See ``benchmarks/README.md`` for what each figure means and the targets.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import cProfile
 import ctypes
-import functools
 import datetime as _dt
+import functools
 import gc
+import io
 import json
 import math
 import os
 import platform
+import pstats
+import shutil
+import signal
+import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +65,9 @@ SIZES = (1 << 20, 1 << 22, 1 << 24, 1 << 26)
 #: Standard deviation of the synthetic Gaussian updates. The ``threshold`` config
 #: (|x| >= 1e-3) then keeps ~1.2 % of the entries, close to top-1 %.
 UPDATE_STD = 4e-4
+#: Sizes from which every output buffer is a fresh mmap (glibc's threshold tops out at
+#: 32 MiB): the per-element cost steps up once between 4M and 16M elements.
+LARGE_REGIME = 1 << 24
 #: Seeds for the kept-energy check of sampled top-k.
 ENERGY_SEEDS = 5
 
@@ -88,7 +100,7 @@ def machine_info() -> dict[str, Any]:
     import torch
 
     info: dict[str, Any] = {
-        "date_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "cpu_model": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
@@ -145,6 +157,18 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> list[flo
         if enabled:
             gc.enable()
     return out
+
+
+def timed_with_faults(fn: Callable[[], Any], repeats: int) -> tuple[list[float], float]:
+    """:func:`time_calls` (no extra warm-up) plus minor page faults per call: first
+    touches of freshly mapped memory, which the kernel zeroes (the per-element cost
+    step between buffers the allocator reuses and fresh ``mmap`` ones)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    times = time_calls(fn, repeats, warmup=0)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / max(1, repeats)
+    return times, faults
 
 
 def _malloc_trim() -> None:
@@ -320,13 +344,77 @@ def compressor_names() -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "compressor").glob("*.yaml"))
 
 
-@functools.lru_cache(maxsize=None)
-def build_compressor(name: str):
+@functools.cache
+def build_compressor(name: str, overrides: tuple[str, ...] = ()):
     """``Compression`` for ``conf/compressor/<name>.yaml`` via compose_config + factory."""
     from fedcomp.config import compose_config
     from fedcomp.transforms.factory import build_compression
 
-    return build_compression(compose_config([f"compressor={name}"]).compressor)
+    return build_compression(compose_config([f"compressor={name}", *overrides]).compressor)
+
+
+def bracket_topk_class() -> type:
+    """Prototype (not in fedcomp.transforms): sampled top-k that still keeps *exactly* k.
+
+    The sample gives a *lower* bracket for the cut (the quantile at ``density + z·σ``,
+    σ the sampling error of a quantile estimate, z = 4), the same single ``|x| >= cut``
+    pass collects the ~1.1·k candidates, and ``np.argpartition`` over the candidates
+    picks the k largest. Same pass over the tensor as ``selection="sampled"``, plus
+    O(k) work; falls back to the exact path if the bracket misses (p ~ 3e-5).
+    """
+    from fedcomp.transforms.topk import TopK
+
+    class BracketTopK(TopK):
+        z = 4.0
+
+        def _select_tensor(self, flat: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+            n = flat.size
+            if self.density is None or self.selection == "exact" or n <= self.sample_size:
+                return super()._select_tensor(flat, rng)
+            k = self._k(n)
+            mags = np.abs(flat)
+            s = self.sample_size
+            sample = mags[rng.integers(0, n, size=s)]
+            d = k / n
+            d_lo = min(1.0, d + self.z * math.sqrt(d * (1 - d) / s))
+            keep = min(s, max(1, math.ceil(d_lo * s)))
+            cut = float(np.partition(sample, s - keep)[s - keep])
+            if not math.isfinite(cut):
+                return super()._select_tensor(flat, rng)
+            cand = np.flatnonzero(mags >= cut) if cut > 0 else np.flatnonzero(mags > 0)
+            if cand.size < k:
+                if cut <= 0:  # fewer than k non-zeros: send them all (zeros never are)
+                    return self._apply_threshold(flat, cand)
+                return self._apply_threshold(flat, self._positions_exact(mags, k))
+            if cand.size > k:
+                top = np.argpartition(mags[cand], cand.size - k)[cand.size - k :]
+                top.sort()
+                cand = cand[top]
+            return self._apply_threshold(flat, cand)
+
+    return BracketTopK
+
+
+#: Diagnostic variants run on the main input: (base config, overrides) or a prototype.
+VARIANTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "quant4 [block_size=null]": ("quant4", ("compressor.block_size=null",)),
+    "quant4 [block_size=256]": ("quant4", ("compressor.block_size=256",)),
+    "quant8 [block_size=64]": ("quant8", ("compressor.block_size=64",)),
+    "topk [selection=exact]": ("topk", ("compressor.selection=exact",)),
+    "topk [prototype: bracket, exact k]": ("topk", ()),
+}
+
+
+def build_variant(label: str) -> Any:
+    """The transform of a :data:`VARIANTS` entry."""
+    base, overrides = VARIANTS[label]
+    if "prototype: bracket" in label:
+        stage = build_compressor(base, overrides).transform
+        cls = bracket_topk_class()
+        return cls(density=stage.density, threshold=stage.threshold, scope=stage.scope,
+                   selection=stage.selection, index_encoding=stage.index_encoding,
+                   min_numel=stage.min_numel, sample_size=stage.sample_size)
+    return build_compressor(base, overrides).transform
 
 
 def _stages(transform: Any) -> list[Any]:
@@ -485,12 +573,13 @@ def _row_base(inp: dict[str, Any], tensors: Tensors) -> dict[str, Any]:
 
 
 def bench_fedcomp(
-    name: str, inp: dict[str, Any], repeats: int, memory: bool = True, seed: int = 1
+    name: str, inp: dict[str, Any], repeats: int, memory: bool = True, seed: int = 1,
+    transform: Any = None, kind: str = "fedcomp",
 ) -> dict[str, Any]:
     """Time, size, memory and error of one fedcomp compressor on one input."""
-    compression = build_compressor(name)
-    transform = compression.transform
-    row = {**_row_base(inp, inp["tensors"]), "compressor": name, "kind": "fedcomp",
+    if transform is None:
+        transform = build_compressor(name).transform
+    row = {**_row_base(inp, inp["tensors"]), "compressor": name, "kind": kind,
            "transform": transform.describe(), "lossy": bool(transform.lossy)}
     tensors, note = prepare_input(transform, inp["tensors"])
     if tensors is None:
@@ -500,9 +589,9 @@ def bench_fedcomp(
         return transform.encode(tensors, np.random.default_rng(seed))
 
     encoded = encode()  # also the warm-up
-    enc_times = time_calls(encode, repeats, warmup=0)
+    enc_times, enc_faults = timed_with_faults(encode, repeats)
     decoded = transform.decode(encoded)
-    dec_times = time_calls(lambda: transform.decode(encoded), repeats, warmup=0)
+    dec_times, dec_faults = timed_with_faults(lambda: transform.decode(encoded), repeats)
     dense = row["dense_bytes"]
     enc_s, dec_s = _median(enc_times), _median(dec_times)
     row.update(
@@ -515,6 +604,7 @@ def bench_fedcomp(
         payload_bytes=int(encoded.payload_bytes),
         compression_ratio=dense / max(1, encoded.payload_bytes),
         rel_error=relative_error(tensors, decoded),
+        encode_page_faults=enc_faults, decode_page_faults=dec_faults,
     )
     stage = _topk_stage(transform)
     if stage is not None and stage.density is not None:
@@ -554,9 +644,9 @@ def bench_reference(ref: Any, inp: dict[str, Any], repeats: int, memory: bool = 
     try:
         t_in = {n: torch.from_numpy(a) for n, a in tensors.items()}
         encoded = ref.encode(t_in)
-        enc_times = time_calls(lambda: ref.encode(t_in), repeats, warmup=0)
+        enc_times, enc_faults = timed_with_faults(lambda: ref.encode(t_in), repeats)
         decoded = ref.decode(encoded)
-        dec_times = time_calls(lambda: ref.decode(encoded), repeats, warmup=0)
+        dec_times, dec_faults = timed_with_faults(lambda: ref.decode(encoded), repeats)
         dense = row["dense_bytes"]
         enc_s, dec_s = _median(enc_times), _median(dec_times)
         decoded_np = {n: t.numpy() for n, t in decoded.items()}
@@ -570,6 +660,7 @@ def bench_reference(ref: Any, inp: dict[str, Any], repeats: int, memory: bool = 
             payload_bytes=ref.payload_bytes(encoded),
             compression_ratio=dense / max(1, ref.payload_bytes(encoded)),
             rel_error=relative_error(tensors, decoded_np),
+            encode_page_faults=enc_faults, decode_page_faults=dec_faults,
         )
         if isinstance(ref, TorchTopK):
             got_e, kept = kept_energy(tensors, decoded_np)
@@ -582,9 +673,11 @@ def bench_reference(ref: Any, inp: dict[str, Any], repeats: int, memory: bool = 
     return row
 
 
-def topk_energy_over_seeds(inp: dict[str, Any], name: str = "topk", seeds: int = ENERGY_SEEDS) -> dict[str, Any]:
+def topk_energy_over_seeds(inp: dict[str, Any], name: str = "topk", seeds: int = ENERGY_SEEDS,
+                           transform: Any = None) -> dict[str, Any]:
     """Kept energy of sampled top-k vs exact top-k over several rng seeds."""
-    transform = build_compressor(name).transform
+    if transform is None:
+        transform = build_compressor(name).transform
     stage = _topk_stage(transform)
     tensors = inp["tensors"]
     exact_e, k = exact_topk_energy(tensors, stage)
@@ -598,6 +691,56 @@ def topk_energy_over_seeds(inp: dict[str, Any], name: str = "topk", seeds: int =
             "seeds": seeds, "k_exact": k, "energy_ratio_min": min(ratios),
             "energy_ratio_mean": float(np.mean(ratios)), "energy_ratio_max": max(ratios),
             "kept_over_k_min": min(counts), "kept_over_k_max": max(counts), "energy_ratios": ratios}
+
+
+def profile_encode(name: str, inp: dict[str, Any], top: int = 10) -> list[str]:
+    """cProfile (internal time) of one encode: where a compressor spends its time."""
+    transform = build_compressor(name).transform
+    tensors, _ = prepare_input(transform, inp["tensors"])
+    if tensors is None:
+        return []
+    transform.encode(tensors, np.random.default_rng(1))
+    prof = cProfile.Profile()
+    prof.enable()
+    transform.encode(tensors, np.random.default_rng(1))
+    prof.disable()
+    buf = io.StringIO()
+    pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(top)
+    return _trim_profile(buf.getvalue())
+
+
+def aggregation_prototype(state: Tensors, clients: int = 5, repeats: int = 3) -> dict[str, Any]:
+    """Server-side FedAvg of ``clients`` dense updates: fedcomp's current expression
+    (``np.sum([w * u[n] for ...], axis=0)`` in ``fedcomp/fl/strategy.py``) vs a streaming
+    in-place weighted accumulation (prototype). Time and tracemalloc peak."""
+    updates = [(float(100 + i), gaussian_like(state, seed=10 + i)) for i in range(clients)]
+    names = list(state)
+    total = sum(w for w, _ in updates)
+
+    def current() -> Tensors:
+        return {n: np.sum([w * u[n] for w, u in updates], axis=0, dtype=np.float32) / np.float32(total)
+                for n in names}
+
+    def streaming() -> Tensors:
+        out = {}
+        for n in names:
+            acc = np.multiply(updates[0][1][n], np.float32(updates[0][0] / total))
+            tmp = np.empty_like(acc)
+            for w, u in updates[1:]:
+                np.multiply(u[n], np.float32(w / total), out=tmp)
+                acc += tmp
+            out[n] = acc
+        return out
+
+    a, b = current(), streaming()
+    diff = max(float(np.max(np.abs(a[n] - b[n]))) for n in names)
+    out: dict[str, Any] = {"clients": clients, "dense_bytes": int(sum(v.nbytes for v in state.values())),
+                           "max_abs_diff": diff}
+    for label, fn in (("current", current), ("streaming", streaming)):
+        times = time_calls(fn, repeats)
+        peak, _ = traced_peak(fn)
+        out[label] = {"s": _median(times), "peak_bytes": peak}
+    return out
 
 
 def _find(rows: list[dict], **match: Any) -> dict | None:
@@ -644,8 +787,12 @@ def scaling(rows: list[dict], sizes: Sequence[int]) -> list[dict]:
             t = [p[i] for p in points]
             entry[f"{op}_ns_per_element"] = [ti / p[0] * 1e9 for ti, p in zip(t, points)]
             entry[f"{op}_slope"] = float(np.polyfit(n, np.log(t), 1)[0])
-            if len(points) >= 3:  # the upper sizes, where fixed costs no longer matter
-                entry[f"{op}_slope_upper"] = float(np.polyfit(n[-3:], np.log(t[-3:]), 1)[0])
+            big = [i for i, p in enumerate(points) if p[0] >= LARGE_REGIME]
+            if len(big) >= 2:  # only buffers the allocator maps fresh (see README)
+                entry[f"{op}_slope_large"] = float(
+                    np.polyfit(n[big], np.log([t[i] for i in big]), 1)[0])
+            entry[f"{op}_page_faults"] = [r[f"{op}_page_faults"] for r in found
+                                          if r is not None and f"{op}_page_faults" in r]
         out.append(entry)
     return out
 
@@ -667,14 +814,18 @@ def evaluate_codec_targets(result: dict[str, Any], main_input: str = "pythia14m"
             speed >= TARGET_TOPK_SPEEDUP,
             f"{main_input}: fedcomp {topk['encode_s'] * 1e3:.1f} ms vs torch.topk "
             f"{ref['encode_s'] * 1e3:.1f} ms ({ref.get('torch_threads')} torch threads)")
-    energy = next((e for e in result.get("energy", []) if e["input"] == main_input), None)
+    energy = next((e for e in result.get("energy", [])
+                   if e["input"] == main_input and e["compressor"] == "topk"), None)
+    proto = next((e for e in result.get("energy", [])
+                  if e["input"] == main_input and "prototype" in e["compressor"]), None)
     if energy:
         add("sampled top-k keeps >= 99% of exact top-k energy (min over seeds)",
             energy["energy_ratio_min"], TARGET_TOPK_ENERGY,
             energy["energy_ratio_min"] >= TARGET_TOPK_ENERGY,
             f"{energy['seeds']} seeds: min {energy['energy_ratio_min']:.4f}, mean "
             f"{energy['energy_ratio_mean']:.4f}; kept/k {energy['kept_over_k_min']:.3f}.."
-            f"{energy['kept_over_k_max']:.3f}")
+            f"{energy['kept_over_k_max']:.3f}" + (
+                f"; bracket prototype: min {proto['energy_ratio_min']:.4f}" if proto else ""))
     q8 = _find(rows, input=main_input, compressor="quant8")
     if q8:
         for op in ("encode", "decode"):
@@ -688,13 +839,22 @@ def evaluate_codec_targets(result: dict[str, Any], main_input: str = "pythia14m"
             add(f"4-bit {op} within 1.5x of 8-bit", v, TARGET_QUANT4_OVER_8, v <= TARGET_QUANT4_OVER_8,
                 f"quant4 (block 64) {q4[f'{op}_s'] * 1e3:.1f} ms vs quant8 (per tensor) "
                 f"{q8[f'{op}_s'] * 1e3:.1f} ms")
-    slopes = [s for s in result.get("scaling", []) if not s["compressor"].startswith("ref:")]
+    slopes = [s for s in result.get("scaling", [])
+              if not s["compressor"].startswith("ref:") and s["compressor"] != "none"]
     if slopes:
         worst = max(slopes, key=lambda s: max(s["encode_slope"], s["decode_slope"]))
         v = max(worst["encode_slope"], worst["decode_slope"])
-        add("time linear in size (max fitted slope of log t vs log n)", v, TARGET_SLOPE_MAX,
+        add("time linear in size: max slope of log t vs log n, all sizes", v, TARGET_SLOPE_MAX,
             v <= TARGET_SLOPE_MAX, f"worst: {worst['compressor']} (encode {worst['encode_slope']:.3f}, "
             f"decode {worst['decode_slope']:.3f}) over {len(worst['sizes'])} sizes")
+        large = [s for s in slopes if "encode_slope_large" in s]
+        if large:
+            worst = max(large, key=lambda s: max(s["encode_slope_large"], s["decode_slope_large"]))
+            v = max(worst["encode_slope_large"], worst["decode_slope_large"])
+            add(f"time linear in size: max slope, sizes >= {_size_label(LARGE_REGIME)}", v,
+                TARGET_SLOPE_MAX, v <= TARGET_SLOPE_MAX,
+                f"worst: {worst['compressor']} (encode {worst['encode_slope_large']:.3f}, decode "
+                f"{worst['decode_slope_large']:.3f})")
     peaks = [r for r in rows if r["input"] == main_input and r["kind"] == "fedcomp"
              and r.get("encode_peak_over_input") is not None]
     if peaks:
@@ -716,6 +876,7 @@ def run_codecs(
     compressors: Sequence[str] | None = None,
     references: bool = True,
     memory: bool = True,
+    variants: bool = True,
     energy_seeds: int = ENERGY_SEEDS,
     real_mnist_update: bool = True,
     out_dir: str | Path | None = DEFAULT_OUT,
@@ -738,6 +899,9 @@ def run_codecs(
         Also run the torch references (GRACE/FedLab top-k, min-max int8).
     memory
         Measure peak memory (an extra encode/decode under tracemalloc).
+    variants
+        Also run the diagnostic :data:`VARIANTS` (other block sizes, exact top-k, the
+        bracketed top-k prototype) on the first model.
     """
     import torch
 
@@ -777,8 +941,23 @@ def run_codecs(
             if inp["name"] in models and torch.get_num_threads() > 1:
                 result["rows"].append(bench_reference(TorchTopK(0.01), inp, reps, memory, threads=1))
                 result["rows"].append(bench_reference(TorchInt8(), inp, reps, memory, threads=1))
+        if variants and models and inp["name"] == models[0]:
+            for label in VARIANTS:
+                kind = "prototype" if "prototype" in label else "variant"
+                result["rows"].append(bench_fedcomp(label, inp, reps, memory=memory,
+                                                    transform=build_variant(label), kind=kind))
         if energy_seeds and "topk" in names and inp["name"] in models:
             result["energy"].append(topk_energy_over_seeds(inp, "topk", energy_seeds))
+            if variants and inp["name"] == models[0]:
+                label = "topk [prototype: bracket, exact k]"
+                result["energy"].append(topk_energy_over_seeds(inp, label, energy_seeds,
+                                                               transform=build_variant(label)))
+        if variants and models and inp["name"] == models[0]:
+            result["aggregation"] = aggregation_prototype(model_state(inp["name"]) if inp["name"] != "mnist"
+                                                          else inp["tensors"])
+        if models and inp["name"] == models[0]:
+            result["profiles"] = {name: profile_encode(name, inp) for name in ("topk", "quant8", "quant4")
+                                  if name in names}
         echo(f"  {inp['name']:>12}: {base['numel']:>11,} elements, {time.perf_counter() - t0:6.1f} s")
         del inp
         gc.collect()
@@ -807,3 +986,1058 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     return str(value)
+
+
+# ======================================================================================
+# Simulation overhead: fedcomp vs a plain Flower FedAvg app
+# ======================================================================================
+def _descendants(root: int) -> list[int]:
+    """``root`` and every process below it (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _status_kb(field: str, pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class TreeMemorySampler(threading.Thread):
+    """Peak PSS of this process plus all its descendants (Ray's GCS, raylet, workers),
+    sampled every ``interval`` s. PSS splits shared pages (Ray's object store, shared
+    libraries) between the processes mapping them, so the sum does not double count."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peak = 0
+        self.peak_processes = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        root = os.getpid()
+        while not self._stop_event.is_set():
+            pids = _descendants(root)
+            total = sum(_pss_bytes(p) for p in pids)
+            if total > self.peak:
+                self.peak, self.peak_processes = total, len(pids)
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return self.peak
+
+
+def _wrap(owner: Any, attr: str, before: Callable[..., None] | None = None,
+          after: Callable[..., None] | None = None) -> None:
+    """Replace ``owner.attr`` by a wrapper calling ``before(*args)`` / ``after(*args)``
+    around the original (instrumentation of this benchmark process only)."""
+    original = getattr(owner, attr)
+
+    @functools.wraps(original)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if before:
+            before(*args, **kwargs)
+        try:
+            return original(*args, **kwargs)
+        finally:
+            if after:
+                after(*args, **kwargs)
+
+    setattr(owner, attr, wrapper)
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+def _instrument_flower(marks: dict[str, Any]) -> None:
+    """Timestamps of Ray start, actor pool, per-message processing and teardown."""
+    from flwr.server.superlink.fleet.vce.backend.raybackend import RayBackend
+
+    def mark(key: str) -> Callable[..., None]:
+        return lambda *a, **k: marks["runs"][-1].__setitem__(key, _now())
+
+    _wrap(RayBackend, "__init__", mark("ray_init_start"), mark("ray_init_end"))
+    _wrap(RayBackend, "build", mark("pool_start"), mark("pool_end"))
+    _wrap(RayBackend, "terminate", mark("terminate_start"), mark("terminate_end"))
+    local = threading.local()
+
+    def msg_start(*a: Any, **k: Any) -> None:
+        local.t = _now()
+
+    def msg_end(*a: Any, **k: Any) -> None:
+        marks["runs"][-1].setdefault("client_calls", []).append((local.t, _now()))
+
+    _wrap(RayBackend, "process_message", msg_start, msg_end)
+
+
+def _round_start(server_round: int) -> None:
+    run = _MARKS["runs"][-1]
+    run.setdefault("round_start", {}).setdefault(int(server_round), _now())
+
+
+def _round_end(server_round: int) -> None:
+    run = _MARKS["runs"][-1]
+    run.setdefault("round_end", {})[int(server_round)] = _now()
+    run.setdefault("cpu_at_round_end", {})[int(server_round)] = (_tree_cpu_s(), _self_cpu_s())
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_cpu_s(pid: int | str) -> float:
+    """utime + stime of one process (all its threads), seconds."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _self_cpu_s() -> float:
+    return _proc_cpu_s("self")
+
+
+def _tree_cpu_s() -> float:
+    """CPU seconds of this process and its live descendants (Ray's GCS, raylet, workers)."""
+    return sum(_proc_cpu_s(p) for p in _descendants(os.getpid()))
+
+
+_MARKS: dict[str, Any] = {"runs": []}
+_STARTED = time.perf_counter()
+
+
+def _overhead_cfg(clients: int, fraction: float, rounds: int, seed: int, output_dir: str,
+                  ray_address: str | None) -> dict[str, Any]:
+    from fedcomp.config import compose_config, to_container
+
+    overrides = [
+        "task=mnist", "compressor=none", f"federation.num_clients={clients}",
+        f"federation.fraction_fit={fraction}", "federation.fraction_evaluate=0.0",
+        f"federation.num_rounds={rounds}", f"seed={seed}", "resume=false",
+        f"output_dir={output_dir}",
+    ]
+    if ray_address:
+        overrides.append(f"engine.ray_address={ray_address}")
+    return to_container(compose_config(overrides))
+
+
+# ---- the plain Flower app (module level so Ray workers import it by reference) -------
+@functools.lru_cache(maxsize=2)
+def _plain_task(task_json: str) -> Any:
+    from hydra.utils import instantiate
+
+    return instantiate(json.loads(task_json), _convert_="all")
+
+
+def _plain_train(cfg: dict[str, Any], msg: Any, context: Any) -> Any:
+    """Flower quickstart-style train: load arrays, train one epoch, send the weights."""
+    import torch
+    from flwr.app import ArrayRecord, Message, MetricRecord, RecordDict
+
+    from fedcomp.data import load_partitions
+    from fedcomp.fl.setup import derive_seed
+
+    torch.set_num_threads(1)
+    task = _plain_task(json.dumps(cfg["task"], sort_keys=True))
+    pid = int(context.node_config["partition-id"])
+    server_round = int(msg.content["config"]["server-round"])
+    seed = int(cfg["seed"])
+    data = load_partitions(task, cfg["partition"], int(cfg["federation"]["num_clients"]), seed)[pid]
+    model = task.build_model()
+    model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    torch.manual_seed(derive_seed(seed, server_round, pid, 1))
+    metrics = task.train(model, data, epochs=int(cfg["client"]["local_epochs"]),
+                         steps=cfg["client"].get("local_steps"),
+                         seed=derive_seed(seed, server_round, pid, 1))
+    record = {k: float(v) for k, v in metrics.items()}
+    record["num-examples"] = float(len(data))
+    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": MetricRecord(record)})
+    return Message(content=content, reply_to=msg)
+
+
+def plain_flower_apps(cfg: dict[str, Any]) -> tuple[Any, Any]:
+    """A plain Flower 1.42 FedAvg ServerApp/ClientApp: same task, partitions, training
+    and central evaluation as fedcomp, no transforms, no ledger, no partition query."""
+    import torch
+    from flwr.app import ArrayRecord, Context, Message, MetricRecord
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+
+    from fedcomp.fl.setup import derive_seed
+
+    client_app = ClientApp()
+
+    @client_app.train()
+    def train(msg: Message, context: Context) -> Message:
+        return _plain_train(cfg, msg, context)
+
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        _MARKS["runs"][-1]["server_start"] = _now()
+        task = _plain_task(json.dumps(cfg["task"], sort_keys=True))
+        fed = cfg["federation"]
+        torch.manual_seed(derive_seed(int(cfg["seed"]), 0, 0, 0))
+        model = task.initial_model()
+        test = task.test_dataset()
+
+        def evaluate_fn(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+            net = task.build_model()
+            net.load_state_dict(arrays.to_torch_state_dict())
+            metrics = MetricRecord({k: float(v) for k, v in task.evaluate(net, test).items()})
+            if server_round > 0:
+                _round_end(server_round)
+            return metrics
+
+        strategy = FedAvg(fraction_train=float(fed["fraction_fit"]), fraction_evaluate=0.0,
+                          min_train_nodes=int(fed.get("min_fit_clients", 1)),
+                          min_available_nodes=int(fed["num_clients"]))
+        strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()),
+                       num_rounds=int(fed["num_rounds"]), evaluate_fn=evaluate_fn)
+        _MARKS["runs"][-1]["server_end"] = _now()
+
+    return server_app, client_app
+
+
+def _run_fedcomp_once(cfg: dict[str, Any]) -> None:
+    from fedcomp.run import execute
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        execute(cfg)
+
+
+def _run_plain_once(cfg: dict[str, Any]) -> None:
+    import logging
+
+    from flwr.simulation import run_simulation
+
+    from fedcomp.engine import backend_config
+
+    server_app, client_app = plain_flower_apps(cfg)
+    flwr_logger = logging.getLogger("flwr")
+    previous = flwr_logger.level
+    flwr_logger.setLevel(logging.ERROR)  # as fedcomp.engine.simulate does
+    try:
+        run_simulation(server_app=server_app, client_app=client_app,
+                       num_supernodes=int(cfg["federation"]["num_clients"]),
+                       backend_config=backend_config(cfg["engine"]), verbose_logging=False)
+    finally:
+        flwr_logger.setLevel(previous)
+
+
+def _instrument_fedcomp() -> dict[str, float]:
+    """Round and ServerApp timestamps of a fedcomp run, and time spent in wire_bytes."""
+    import fedcomp.engine
+    import fedcomp.run
+    from fedcomp import ledger
+    from fedcomp.fl import server_app
+    from fedcomp.fl.strategy import TrackingFedAvg
+
+    wire = {"calls": 0, "seconds": 0.0}
+
+    def setmark(key: str) -> Callable[..., None]:
+        return lambda *a, **k: _MARKS["runs"][-1].__setitem__(key, _now())
+
+    _wrap(TrackingFedAvg, "configure_train", lambda self, rnd, *a, **k: _round_start(rnd))
+    _wrap(server_app.RoundPrinter, "line", lambda self, rnd, *a, **k: _round_end(rnd))
+    _wrap(server_app, "run_rounds", setmark("server_start"), setmark("server_end"))
+    _wrap(server_app, "write_results", setmark("write_start"), setmark("write_end"))
+    _wrap(fedcomp.run, "prepare", setmark("prepare_start"), setmark("prepare_end"))
+    _wrap(fedcomp.engine, "simulate", setmark("simulate_start"), setmark("simulate_end"))
+    original = ledger.wire_bytes
+
+    def timed_wire_bytes(message: Any) -> int:
+        start = _now()
+        try:
+            return original(message)
+        finally:
+            wire["calls"] += 1
+            wire["seconds"] += _now() - start
+
+    ledger.wire_bytes = timed_wire_bytes
+    return wire
+
+
+def _derive_run(run: dict[str, Any], rounds: int) -> dict[str, Any]:
+    """Durations from one run's timestamps (seconds)."""
+    starts = {int(k): v for k, v in run.get("round_start", {}).items()}
+    ends = {int(k): v for k, v in run.get("round_end", {}).items()}
+    out: dict[str, Any] = {}
+    if len(ends) < rounds or 1 not in starts:
+        out["error"] = f"{len(ends)} of {rounds} rounds finished; round 1 start seen: {1 in starts}"
+        return out
+    # The ServerApp starts before Ray: round 1 can be configured while Ray still starts.
+    t0 = max(starts[1], run.get("pool_end", starts[1]))
+    call = run["call_start"]
+    out.update(
+        ray_init_s=run.get("ray_init_end", call) - run.get("ray_init_start", call),
+        actor_pool_s=run.get("pool_end", call) - run.get("pool_start", call),
+        startup_s=t0 - call,  # fedcomp: prepare + Ray + pool; plain: Ray + pool
+        first_round_s=ends[1] - t0,
+        steady_round_s=(ends[rounds] - ends[1]) / (rounds - 1) if rounds > 1 else ends[1] - t0,
+        rounds_s=ends[rounds] - t0,
+        per_round_s=(run["server_end"] - t0) / rounds,
+        # rounds 2..N to the ServerApp's end: round 1 holds the Ray workers' cold start
+        per_round_warm_s=(run["server_end"] - ends[1]) / (rounds - 1) if rounds > 1 else None,
+        after_last_round_s=run["server_end"] - ends[rounds],  # fedcomp: write_results
+        teardown_s=run["call_end"] - run["server_end"],
+        run_total_s=run["call_end"] - call,
+        round_s=[ends[r] - (ends[r - 1] if r > 1 else t0) for r in range(1, rounds + 1)],
+    )
+    if "prepare_start" in run:
+        out["prepare_s"] = run["prepare_end"] - run["prepare_start"]
+    if "write_start" in run:
+        out["write_results_s"] = run["write_end"] - run["write_start"]
+    calls = run.get("client_calls", [])
+    if calls:
+        durations = [b - a for a, b in calls]
+        out["client_calls"] = len(durations)
+        out["client_call_first_s"] = durations[0]
+        out["client_call_median_s"] = _median(durations[1:] or durations)
+    # the fixed part of a run: everything but the steady-state rounds
+    out["fixed_s"] = out["run_total_s"] - rounds * out["steady_round_s"]
+    cpu = {int(k): v for k, v in run.get("cpu_at_round_end", {}).items()}
+    if rounds > 1 and 1 in cpu and rounds in cpu:
+        # CPU per steady round: far less sensitive than wall time to the other work on a
+        # shared machine and to Flower's 0.1 s polling (see README)
+        out["cpu_per_round_tree_s"] = (cpu[rounds][0] - cpu[1][0]) / (rounds - 1)
+        out["cpu_per_round_driver_s"] = (cpu[rounds][1] - cpu[1][1]) / (rounds - 1)
+    return out
+
+
+def _profile_server(mode: str, store: dict[str, Any]) -> None:
+    """cProfile the ServerApp thread (fedcomp ``run_rounds`` / the plain app's strategy loop)."""
+    from flwr.serverapp.strategy import FedAvg
+
+    from fedcomp.fl import server_app
+
+    owner, attr = (server_app, "run_rounds") if mode == "fedcomp" else (FedAvg, "start")
+    original = getattr(owner, attr)
+
+    @functools.wraps(original)
+    def profiled(*args: Any, **kwargs: Any) -> Any:
+        prof = cProfile.Profile()
+        prof.enable()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            prof.disable()
+            for key, order in (("tottime", "tottime"), ("cumtime", "cumulative")):
+                buf = io.StringIO()
+                pstats.Stats(prof, stream=buf).sort_stats(order).print_stats(25)
+                store.setdefault("server_profile", {})[key] = _trim_profile(buf.getvalue())
+
+    setattr(owner, attr, profiled)
+
+
+def overhead_child(mode: str, rounds: int, clients: int, fraction: float, seed: int,
+                   runs: int, ray_address: str | None, out: str, profile: bool = False) -> None:
+    """One benchmark process: ``runs`` simulations in a row (as a Hydra sweep would).
+
+    ``profile``: cProfile the ServerApp thread (slows it; for diagnosis, not timing)."""
+    t_process = _now()
+    from fedcomp.engine import quiet_environment
+
+    quiet_environment()
+    sampler = TreeMemorySampler()
+    sampler.start()
+    import ray
+
+    _instrument_flower(_MARKS)
+    if mode == "fedcomp":
+        wire = _instrument_fedcomp()
+    else:
+        from flwr.serverapp.strategy import FedAvg
+
+        wire = None
+        _wrap(FedAvg, "configure_train", lambda self, rnd, *a, **k: _round_start(rnd))
+    profiles: dict[str, Any] = {}
+    if profile:
+        _profile_server(mode, profiles)
+    results = []
+    imports_s = _now() - t_process
+    for _ in range(runs):
+        tmp = tempfile.mkdtemp(prefix="fedcomp-bench-")
+        try:
+            cfg = _overhead_cfg(clients, fraction, rounds, seed, tmp, ray_address)
+            run: dict[str, Any] = {"call_start": _now()}
+            _MARKS["runs"].append(run)
+            wire_before = dict(wire) if wire else None
+            if mode == "fedcomp":
+                _run_fedcomp_once(cfg)
+            else:
+                _run_plain_once(cfg)
+            run["call_end"] = _now()
+            derived = _derive_run(run, rounds)
+            derived["ray_initialized_after_run"] = bool(ray.is_initialized())
+            if wire is not None and wire_before is not None:
+                derived["wire_bytes_calls_driver"] = wire["calls"] - wire_before["calls"]
+                derived["wire_bytes_s_driver"] = wire["seconds"] - wire_before["seconds"]
+            results.append(derived)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    peak_tree = sampler.stop()
+    data = {
+        "mode": mode, "rounds": rounds, "clients": clients, "fraction": fraction,
+        "ray_address": ray_address, "imports_s": imports_s, "runs": results,
+        "peak_pss_tree_bytes": peak_tree, "peak_tree_processes": sampler.peak_processes,
+        "peak_rss_driver_bytes": _status_kb("VmHWM") * 1024,
+        "process_s": _now() - t_process, **profiles,
+    }
+    _write_json(Path(out), data)
+
+
+def _run_child(mode: str, rounds: int, clients: int, fraction: float, seed: int, runs: int,
+               ray_address: str | None = None, timeout: float = 600,
+               profile: bool = False) -> dict[str, Any]:
+    """Run :func:`overhead_child` in a fresh Python process; its JSON plus wall time."""
+    with tempfile.TemporaryDirectory(prefix="fedcomp-bench-") as tmp:
+        out = Path(tmp) / "child.json"
+        cmd = [sys.executable, "-m", "fedcomp.bench", "_overhead-child", "--mode", mode,
+               "--rounds", str(rounds), "--clients", str(clients), "--fraction", str(fraction),
+               "--seed", str(seed), "--runs", str(runs), "--out", str(out)]
+        if ray_address:
+            cmd += ["--ray-address", ray_address]
+        if profile:
+            cmd.append("--profile")
+        start = _now()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+        wall = _now() - start
+        if proc.returncode != 0 or not out.exists():
+            raise RuntimeError(f"overhead child ({mode}) failed with {proc.returncode}:\n"
+                               f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        data = json.loads(out.read_text())
+    data["wall_s"] = wall
+    return data
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def ray_cluster(num_cpus: int | None = None, timeout: float = 90) -> Iterable[dict[str, Any]]:
+    """A private, long-lived local Ray cluster (``ray start --head --block``) for the
+    runs to attach to via ``engine.ray_address``; stopped (only its own processes) on exit."""
+    from fedcomp.engine import QUIET_ENV
+
+    temp_dir = tempfile.mkdtemp(prefix="fcb-ray-", dir="/tmp")
+    port = _free_port()
+    env = {**os.environ, **QUIET_ENV}
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    cmd = [ray_bin, "start", "--head", "--block", f"--port={port}", f"--temp-dir={temp_dir}",
+           "--include-dashboard=false", "--disable-usage-stats",
+           "--node-ip-address=127.0.0.1"]
+    if num_cpus:
+        cmd.append(f"--num-cpus={num_cpus}")
+    log_path = Path(temp_dir) / "ray-start.log"
+    info: dict[str, Any] = {"address": f"127.0.0.1:{port}", "temp_dir": temp_dir}
+    start = _now()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+    try:
+        probe = [sys.executable, "-c",
+                 "import ray,sys; ray.init(address=sys.argv[1], logging_level='error'); ray.shutdown()",
+                 info["address"]]
+        deadline = time.monotonic() + timeout
+        while True:  # ready when a driver can connect
+            if proc.poll() is not None:
+                raise RuntimeError(f"ray start exited: {log_path.read_text()[-2000:]}")
+            if subprocess.run(probe, env=env, capture_output=True, timeout=timeout,
+                              check=False).returncode == 0:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ray cluster not ready after {timeout} s")
+            time.sleep(0.5)
+        info["start_s"] = _now() - start
+        yield info
+    finally:
+        stop = _now()
+        # `ray start --block` shuts its own processes down on SIGTERM; never `ray stop`
+        # (it would stop every Ray instance on this shared machine).
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+        leftovers = _processes_mentioning(temp_dir)
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGTERM)
+        info["stop_s"] = _now() - stop
+        info["leftover_processes_killed"] = len(leftovers)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Pids whose command line contains ``text`` (our cluster's private temp dir)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                if text.encode() in fh.read():
+                    found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def wire_cost(repeats: int = 5) -> dict[str, Any]:
+    """Seconds per ``wire_bytes`` of a full-model message (MNIST, Pythia-14M), and a profile.
+
+    Measured on fresh records each time (Flower caches object ids on clean objects; in a
+    run each side measures objects it has not hashed yet: Ray hands every process copies).
+    """
+    from flwr.app import Message, RecordDict  # noqa: F401  (import check)
+
+    from fedcomp.fl.records import pack
+    from fedcomp.fl.wire import content_wire_bytes
+    from fedcomp.transforms.base import Encoded
+
+    out: dict[str, Any] = {}
+    for task in ("mnist", "pythia14m"):
+        state = model_state(task)
+        dense = int(sum(a.nbytes for a in state.values()))
+        times, cached = [], []
+        size = 0
+        for _ in range(repeats + 1):
+            content = pack(Encoded({k: v.copy() for k, v in state.items()}, {}), dense)
+            start = _now()
+            size = content_wire_bytes(content)
+            times.append(_now() - start)
+            start = _now()
+            content_wire_bytes(content)
+            cached.append(_now() - start)
+        out[task] = {"dense_bytes": dense, "wire_bytes": size, "fresh_s": _median(times[1:]),
+                     "cached_s": _median(cached[1:]),
+                     "fresh_gbps": dense / _median(times[1:]) / 1e9}
+        if task == "pythia14m":
+            content = pack(Encoded({k: v.copy() for k, v in state.items()}, {}), dense)
+            prof = cProfile.Profile()
+            prof.enable()
+            content_wire_bytes(content)
+            prof.disable()
+            buf = io.StringIO()
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(8)
+            out["profile_pythia14m_tottime"] = _trim_profile(buf.getvalue())
+        del state
+    return out
+
+
+def _trim_profile(text: str) -> list[str]:
+    lines = [ln.rstrip() for ln in text.splitlines() if ln.strip()]
+    keep = [i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")]
+    lines = lines[keep[0]:] if keep else lines
+    return [ln.replace(str(Path(sys.executable).parent.parent), "<venv>") for ln in lines]
+
+
+def run_overhead(rounds: int = 10, clients: int = 10, fraction: float = 0.5, seed: int = 0,
+                 runs: int = 2, pairs: int = 2, reuse: bool = True, sweep_runs: int = 12,
+                 profile: bool = False, budget_s: float | None = None,
+                 out_dir: str | Path | None = DEFAULT_OUT,
+                 echo: Callable[[str], None] = print) -> dict[str, Any]:
+    """fedcomp vs plain Flower per-round time and memory; start-up cost and Ray reuse.
+
+    Parameters
+    ----------
+    runs, pairs
+        Simulations per process, and fedcomp/Flower process pairs (alternating).
+    reuse
+        Also run fedcomp attached to one long-lived Ray cluster (``engine.ray_address``).
+    profile
+        One extra fedcomp and Flower process each with the ServerApp thread under
+        cProfile (diagnosis only; not used for the timings).
+    budget_s
+        Skip further pairs when the next one would likely end after this many seconds.
+    """
+    started = _now()
+    machine = machine_info()
+    echo(f"overhead: mnist, {clients} clients, fraction {fraction}, {rounds} rounds, "
+         f"{runs} runs/process, {pairs} pair(s); load {machine['loadavg_1m_5m_15m']}")
+    result: dict[str, Any] = {
+        "benchmark": "overhead", "command": "python -m fedcomp.bench overhead", "machine": machine,
+        "settings": {"task": "mnist", "compressor": "none", "rounds": rounds, "clients": clients,
+                     "fraction_fit": fraction, "fraction_evaluate": 0.0, "seed": seed,
+                     "runs_per_process": runs, "pairs": pairs,
+                     "timing": "per round = (ServerApp end - max(round-1 start, Ray actor pool "
+                               "built)) / rounds; steady = mean of rounds 2..N"},
+        "children": [],
+    }
+    t0 = _now()
+    result["wire_cost"] = wire_cost()
+    echo(f"  wire_bytes cost measured ({_now() - t0:.1f} s)")
+    pair_s = 0.0
+    for pair in range(pairs):
+        if pair and budget_s is not None and _now() - started + pair_s * 1.5 > budget_s:
+            echo(f"  skipping pair {pair + 1}: time budget {budget_s:.0f} s")
+            result["settings"]["pairs_run"] = pair
+            break
+        t_pair = _now()
+        for mode in ("fedcomp", "flower"):
+            t0 = _now()
+            child = _run_child(mode, rounds, clients, fraction, seed, runs)
+            result["children"].append(child)
+            echo(f"  {mode:>8} local Ray x{runs}: {_now() - t0:5.1f} s "
+                 f"(per round {[round(r.get('per_round_s', float('nan')), 3) for r in child['runs']]})")
+        pair_s = _now() - t_pair
+    if profile:
+        result["profiles"] = {}
+        for mode in ("fedcomp", "flower"):
+            child = _run_child(mode, rounds, clients, fraction, seed, 1, profile=True)
+            result["profiles"][mode] = child.get("server_profile")
+            echo(f"  {mode:>8} profiled run done")
+    if reuse and (budget_s is None or _now() - started + pair_s < budget_s):
+        t0 = _now()
+        try:
+            with ray_cluster() as cluster:
+                child = _run_child("fedcomp", rounds, clients, fraction, seed, runs,
+                                   ray_address=cluster["address"])
+                child["attached"] = True
+                result["children"].append(child)
+            result["cluster"] = {k: v for k, v in cluster.items() if k != "temp_dir"}
+            echo(f"   fedcomp attached to a running cluster x{runs}: {_now() - t0:5.1f} s "
+                 f"(cluster start {cluster['start_s']:.1f} s)")
+        except (RuntimeError, OSError, subprocess.SubprocessError) as err:
+            result["cluster"] = {"error": str(err)[-2000:]}
+            echo(f"  Ray cluster reuse failed: {err}")
+    result["summary"] = summarize_overhead(result, sweep_runs)
+    summary = result["summary"]
+    result["targets"] = [
+        {"target": "fedcomp / plain Flower wall time per round <= 1.05 (rounds 1..N)",
+         "value": summary.get("per_round_ratio"), "threshold": TARGET_OVERHEAD_RATIO,
+         "met": (summary.get("per_round_ratio") or 99) <= TARGET_OVERHEAD_RATIO,
+         "detail": "from round 1's start (once Ray's actor pool exists) to the ServerApp's end, incl. "
+                   "the Ray workers' cold start in round 1 and fedcomp's result files"},
+        {"target": "fedcomp / plain Flower wall time per round <= 1.05 (rounds 2..N)",
+         "value": summary.get("per_round_warm_ratio"), "threshold": TARGET_OVERHEAD_RATIO,
+         "met": (summary.get("per_round_warm_ratio") or 99) <= TARGET_OVERHEAD_RATIO,
+         "detail": "from round 1's end to the ServerApp's end (incl. fedcomp's result files); "
+                   f"steady rounds only: {_fmt(summary.get('steady_round_ratio'), '.3f')}; median "
+                   f"round: {_fmt(summary.get('round_median_ratio'), '.3f')}; CPU per round (driver + "
+                   f"workers): {_fmt(summary.get('cpu_per_round_tree_ratio'), '.3f')}"},
+        {"target": "fedcomp / plain Flower peak memory (driver + Ray, PSS) <= 1.05",
+         "value": summary.get("peak_pss_tree_ratio"), "threshold": TARGET_OVERHEAD_RATIO,
+         "met": (summary.get("peak_pss_tree_ratio") or 99) <= TARGET_OVERHEAD_RATIO,
+         "detail": f"driver RSS ratio {_fmt(summary.get('peak_rss_driver_ratio'), '.3f')}"},
+    ]
+    result["elapsed_s"] = _now() - started
+    result["machine"]["loadavg_after"] = list(os.getloadavg())
+    if out_dir is not None:
+        _write_json(Path(out_dir) / "overhead.json", result)
+    return result
+
+
+def _collect(children: list[dict], mode: str, attached: bool, key: str) -> list[float]:
+    return [r[key] for c in children if c["mode"] == mode and bool(c.get("attached")) == attached
+            for r in c["runs"] if key in r]
+
+
+def summarize_overhead(result: dict[str, Any], sweep_runs: int = 12) -> dict[str, Any]:
+    """Medians over runs, fedcomp/plain ratios, and the start-up share of a sweep."""
+    ch = result["children"]
+    s: dict[str, Any] = {}
+    for mode in ("fedcomp", "flower"):
+        for key in ("per_round_s", "per_round_warm_s", "steady_round_s", "first_round_s",
+                    "startup_s", "ray_init_s",
+                    "actor_pool_s", "teardown_s", "fixed_s", "run_total_s", "after_last_round_s",
+                    "client_call_median_s", "client_call_first_s"):
+            vals = _collect(ch, mode, False, key)
+            if vals:
+                s[f"{mode}_{key}"] = _median(vals)
+        mem = [c["peak_pss_tree_bytes"] for c in ch if c["mode"] == mode and not c.get("attached")]
+        drv = [c["peak_rss_driver_bytes"] for c in ch if c["mode"] == mode and not c.get("attached")]
+        imp = [c["imports_s"] for c in ch if c["mode"] == mode and not c.get("attached")]
+        if mem:
+            s[f"{mode}_peak_pss_tree_bytes"] = max(mem)
+            s[f"{mode}_peak_rss_driver_bytes"] = max(drv)
+            s[f"{mode}_imports_s"] = _median(imp)
+    for mode in ("fedcomp", "flower"):
+        pooled = [x for c in ch if c["mode"] == mode and not c.get("attached")
+                  for r in c["runs"] for x in r.get("round_s", [])[1:]]
+        if pooled:
+            s[f"{mode}_round_median_s"] = _median(pooled)
+            s[f"{mode}_round_mean_s"] = float(np.mean(pooled))
+            s[f"{mode}_rounds_pooled"] = len(pooled)
+        for key in ("cpu_per_round_tree_s", "cpu_per_round_driver_s"):
+            vals = _collect(ch, mode, False, key)
+            if vals:
+                s[f"{mode}_{key}"] = _median(vals)
+    for key in ("per_round_s", "per_round_warm_s", "steady_round_s", "first_round_s",
+                "round_median_s", "round_mean_s", "cpu_per_round_tree_s", "cpu_per_round_driver_s",
+                "client_call_median_s",
+                "peak_pss_tree_bytes", "peak_rss_driver_bytes"):
+        a, b = s.get(f"fedcomp_{key}"), s.get(f"flower_{key}")
+        if a is not None and b:
+            s[key.removesuffix("_s").removesuffix("_bytes") + "_ratio"] = a / b
+    # wire_bytes share of a fedcomp round (driver measured; clients measure as many)
+    wire_s = _collect(ch, "fedcomp", False, "wire_bytes_s_driver")
+    rounds = result["settings"]["rounds"]
+    if wire_s and s.get("fedcomp_per_round_s"):
+        per_round = _median(wire_s) / rounds
+        s["wire_bytes_s_per_round_driver"] = per_round
+        s["wire_bytes_share_driver"] = per_round / s["fedcomp_per_round_s"]
+        s["wire_bytes_calls_per_round_driver"] = _median(
+            _collect(ch, "fedcomp", False, "wire_bytes_calls_driver")) / rounds
+    # start-up: a Hydra sweep (basic launcher) runs its jobs one after another in one
+    # process: Python imports once, then per run Ray start + actor pool + teardown.
+    steady = s.get("fedcomp_steady_round_s")
+    fixed_local = _collect(ch, "fedcomp", False, "fixed_s")
+    if steady and fixed_local:
+        later = [r["fixed_s"] for c in ch if c["mode"] == "fedcomp" and not c.get("attached")
+                 for r in c["runs"][1:]] or fixed_local
+        fixed = _median(later)
+        imports = s.get("fedcomp_imports_s", 0.0)
+        work = rounds * steady
+        total = imports + sweep_runs * (fixed + work)
+        s["sweep"] = {"runs": sweep_runs, "rounds_per_run": rounds, "fixed_per_run_s": fixed,
+                      "rounds_per_run_s": work, "imports_once_s": imports, "total_s": total,
+                      "fixed_share": (imports + sweep_runs * fixed) / total}
+        attached = _collect(ch, "fedcomp", True, "fixed_s")
+        cluster = result.get("cluster", {})
+        if attached and "start_s" in cluster:
+            fixed_a = _median([r["fixed_s"] for c in ch if c.get("attached") for r in c["runs"][1:]]
+                              or attached)
+            total_a = cluster["start_s"] + imports + sweep_runs * (fixed_a + work)
+            s["sweep_attached"] = {
+                "fixed_per_run_s": fixed_a, "cluster_start_once_s": cluster["start_s"],
+                "total_s": total_a,
+                "fixed_share": (cluster["start_s"] + imports + sweep_runs * fixed_a) / total_a,
+                "saving_s": total - total_a,
+                "ray_init_s": _median(_collect(ch, "fedcomp", True, "ray_init_s")),
+                "actor_pool_s": _median(_collect(ch, "fedcomp", True, "actor_pool_s")),
+                "first_round_s": _median(_collect(ch, "fedcomp", True, "first_round_s")),
+                "teardown_s": _median(_collect(ch, "fedcomp", True, "teardown_s")),
+                "ray_initialized_after_run": [r.get("ray_initialized_after_run")
+                                              for c in ch if c.get("attached") for r in c["runs"]],
+            }
+    s["ray_initialized_after_run_local"] = [r.get("ray_initialized_after_run")
+                                            for c in ch if not c.get("attached") for r in c["runs"]]
+    return s
+
+
+# ======================================================================================
+# Markdown
+# ======================================================================================
+def _mb(num: float | None) -> str:
+    return "–" if num is None else f"{num / 1e6:,.2f} MB" if num >= 1e5 else f"{num / 1e3:,.1f} kB"
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "–"
+    return f"{seconds * 1e3:,.1f}" if seconds >= 1e-3 else f"{seconds * 1e3:.3f}"
+
+
+def _header(machine: dict[str, Any]) -> str:
+    return (f"{machine['date_utc'][:10]} · {machine['cpu_model']} ({machine['cpu_count']} cores) · "
+            f"torch {machine['torch']} ({machine['torch_threads']} threads) · flwr {machine['flwr']} · "
+            f"numpy {machine['numpy']} · load {machine['loadavg_1m_5m_15m'][0]:.2f} · "
+            f"git {machine.get('git_commit')}")
+
+
+def codecs_markdown(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    main = result["settings"]["models"][0] if result["settings"]["models"] else None
+    lines = [f"### Codecs — `{result['command']}`", "", _header(result["machine"]), ""]
+    for inp in result["inputs"]:
+        if inp["name"] not in result["settings"]["models"]:
+            continue
+        lines += [(f"**{inp['name']}**: {inp['numel']:,} fp32 = {inp['dense_bytes'] / 1e6:.2f} MB in "
+                  f"{inp['num_tensors']} tensors ({inp['kind']}); median of "
+                  f"{next((r['repeats'] for r in rows if r['input'] == inp['name'] and r.get('repeats')), '?')} "
+                  "after a warm-up"), "",
+                  ("| compressor | encode ms | decode ms | encode GB/s | decode GB/s | payload | x smaller "
+                  "| rel. error | encode peak / input | decode peak / input | kept energy vs exact top-k |"),
+                  "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for r in rows:
+            if r["input"] != inp["name"]:
+                continue
+            if r["status"] != "ok":
+                lines.append(f"| {r['compressor']} | skipped: patterns match no tensor | | | | | | | | | |")
+                continue
+            lines.append(
+                f"| {r['compressor']} | {_ms(r['encode_s'])} | {_ms(r['decode_s'])} | "
+                f"{_fmt(r['encode_gbps'], '.2f')} | {_fmt(r['decode_gbps'], '.2f')} | "
+                f"{_mb(r['payload_bytes'])} | {_fmt(r['compression_ratio'], '.1f')} | "
+                f"{_fmt(r.get('rel_error'), '.4f')} | {_fmt(r.get('encode_peak_over_input'), '.2f')} | "
+                f"{_fmt(r.get('decode_peak_over_input'), '.2f')} | {_fmt(r.get('kept_energy_ratio'), '.4f')} |")
+        lines.append("")
+    comps = result.get("comparisons", [])
+    if comps:
+        lines += [("**fedcomp vs the reference projects' way** (time ratio fedcomp / reference: < 1 is "
+                  "faster; speedup = reference / fedcomp)"), "",
+                  ("| input | fedcomp | reference | encode ratio | encode speedup | decode ratio | "
+                  "payload ratio |"), "|---|---|---|--:|--:|--:|--:|"]
+        for c in comps:
+            lines.append(f"| {c['input']} | {c['fedcomp']} | {c['reference']} | {c['encode_ratio']:.3f} | "
+                         f"{c['encode_speedup']:.1f}x | {c['decode_ratio']:.3f} | {c['payload_ratio']:.3f} |")
+        lines.append("")
+    energy = result.get("energy", [])
+    if energy:
+        lines += [("**Sampled top-k: energy kept vs exact top-k** (sum of squares of the kept entries, "
+                  "same data, several rng seeds)"), "",
+                  "| input | selection | seeds | min | mean | max | kept / k |",
+                  "|---|---|--:|--:|--:|--:|--:|"]
+        for e in energy:
+            lines.append(f"| {e['input']} | {e['compressor']} | {e['seeds']} | {e['energy_ratio_min']:.4f} | "
+                         f"{e['energy_ratio_mean']:.4f} | {e['energy_ratio_max']:.4f} | "
+                         f"{e['kept_over_k_min']:.3f}..{e['kept_over_k_max']:.3f} |")
+        lines.append("")
+    scal = result.get("scaling", [])
+    if scal:
+        sizes = scal[0]["sizes"]
+        heads = " | ".join(_size_label(n) for n in sizes)
+        lines += [("**Scaling on flat fp32 vectors**: encode / decode ns per element, and the fitted "
+                  "slope of log(time) vs log(size) (1 = linear) over all sizes / over sizes >= "
+                  f"{_size_label(LARGE_REGIME)}"), "",
+                  (f"| compressor | encode ns/el: {heads} | slope all / large | decode ns/el: {heads} "
+                  "| slope all / large |"),
+                  "|---|" + "--:|" * (2 * len(sizes) + 2)]
+        for e in scal:
+            enc = " | ".join(f"{v:.2f}" for v in e["encode_ns_per_element"])
+            dec = " | ".join(f"{v:.2f}" for v in e["decode_ns_per_element"])
+            lines.append(f"| {e['compressor']} | {enc} | {e['encode_slope']:.2f} / "
+                         f"{_fmt(e.get('encode_slope_large'), '.2f')} | {dec} | {e['decode_slope']:.2f} / "
+                         f"{_fmt(e.get('decode_slope_large'), '.2f')} |")
+        lines.append("")
+    agg = result.get("aggregation")
+    if agg:
+        c, st = agg["current"], agg["streaming"]
+        lines += [(f"**Server aggregation of {agg['clients']} dense updates of {main}** (prototype, "
+                  "not in fedcomp): current `np.sum([w * u ...])` "
+                  f"{c['s'] * 1e3:.0f} ms, peak {c['peak_bytes'] / 1e6:.0f} MB; streaming in-place "
+                  f"accumulation {st['s'] * 1e3:.0f} ms, peak {st['peak_bytes'] / 1e6:.0f} MB "
+                  f"(model {agg['dense_bytes'] / 1e6:.1f} MB; max |diff| {agg['max_abs_diff']:.1e})."), ""]
+    lines += _targets_md(result.get("targets", []), f"Codec targets (on {main})")
+    return "\n".join(lines)
+
+
+def _targets_md(targets: list[dict], title: str) -> list[str]:
+    if not targets:
+        return []
+    out = [f"**{title}**", "", "| target | value | threshold | met | detail |", "|---|--:|--:|---|---|"]
+    for t in targets:
+        met = "yes" if t["met"] else "**no**"
+        out.append(f"| {t['target']} | {_fmt(t['value'], '.3f')} | {t['threshold']} | {met} | {t['detail']} |")
+    return out + [""]
+
+
+def overhead_markdown(result: dict[str, Any]) -> str:
+    s = result["summary"]
+    st = result["settings"]
+    lines = [f"### Simulation overhead — `{result['command']}`", "", _header(result["machine"]), "",
+             (f"mnist CNN, identity transform, {st['clients']} clients, fraction_fit {st['fraction_fit']}, "
+             f"{st['rounds']} rounds; each mode in a fresh process running {st['runs_per_process']} "
+             "simulations one after another (as a Hydra sweep does); medians over runs."), "",
+             "| | fedcomp (full ledger) | plain Flower FedAvg | fedcomp / Flower |", "|---|--:|--:|--:|"]
+
+    def row(label: str, key: str, fmt: Callable[[float], str], ratio: str | None = None) -> None:
+        a, b = s.get(f"fedcomp_{key}"), s.get(f"flower_{key}")
+        r = s.get(ratio) if ratio else (a / b if a is not None and b else None)
+        lines.append(f"| {label} | {fmt(a) if a is not None else '–'} | {fmt(b) if b is not None else '–'} | "
+                     f"{_fmt(r, '.3f')} |")
+
+    sec = lambda v: f"{v:.3f} s"
+    row("wall time per round, rounds 1..N (Ray start excluded; + result files)", "per_round_s", sec)
+    row("wall time per round, rounds 2..N (+ result files)", "per_round_warm_s", sec)
+    row("steady-state round (rounds 2..N, round ends only)", "steady_round_s", sec)
+    row("round time, median of all rounds 2..N of all runs", "round_median_s", sec)
+    row("CPU time per steady round, driver + Ray workers", "cpu_per_round_tree_s", sec)
+    row("CPU time per steady round, driver only", "cpu_per_round_driver_s", sec)
+    row("first round (actor start-up, imports in the workers)", "first_round_s", sec)
+    row("one ClientApp call, median (incl. Ray transfer)", "client_call_median_s", sec)
+    row("peak memory, driver + Ray processes (PSS)", "peak_pss_tree_bytes", lambda v: f"{v / 2**20:,.0f} MiB")
+    row("peak RSS of the driver", "peak_rss_driver_bytes", lambda v: f"{v / 2**20:,.0f} MiB")
+    row("start-up before round 1 (prepare + ray.init + actor pool)", "startup_s", sec)
+    row("  of which ray.init", "ray_init_s", sec)
+    row("after the last round (fedcomp: result files)", "after_last_round_s", sec)
+    row("teardown (actors, ray.shutdown, threads)", "teardown_s", sec)
+    row("fixed cost per run (run total - N x steady round)", "fixed_s", sec)
+    row("Python imports, once per process", "imports_s", sec)
+    lines.append("")
+    if "wire_bytes_s_per_round_driver" in s:
+        lines.append(f"wire_bytes in the driver: {s['wire_bytes_calls_per_round_driver']:.0f} calls, "
+                     f"{s['wire_bytes_s_per_round_driver'] * 1e3:.1f} ms per round = "
+                     f"{s['wire_bytes_share_driver'] * 100:.1f} % of a round (the clients' mod measures "
+                     "the same messages again in the Ray workers).")
+    w = result.get("wire_cost", {})
+    if w:
+        parts = [f"{t}: {v['fresh_s'] * 1e3:.2f} ms per full-model message ({v['fresh_gbps']:.2f} GB/s; "
+                 f"{v['cached_s'] * 1e3:.2f} ms when ids are cached)"
+                 for t, v in w.items() if isinstance(v, dict)]
+        lines += ["", "wire_bytes cost: " + "; ".join(parts) + "."]
+    lines.append("")
+    sw = s.get("sweep")
+    if sw:
+        lines += [(f"**Start-up cost in a {sw['runs']}-run sweep** (each run {st['rounds']} rounds = "
+                  f"{sw['rounds_per_run_s']:.1f} s of rounds)"), "",
+                  "| | fixed per run | total | fixed share |", "|---|--:|--:|--:|",
+                  (f"| local Ray per run (today) | {sw['fixed_per_run_s']:.1f} s | {sw['total_s']:.0f} s | "
+                  f"{sw['fixed_share'] * 100:.0f} % |")]
+        sa = s.get("sweep_attached")
+        if sa:
+            lines.append(f"| attached to one running cluster (`engine.ray_address`) | "
+                         f"{sa['fixed_per_run_s']:.1f} s | {sa['total_s']:.0f} s (incl. cluster start "
+                         f"{sa['cluster_start_once_s']:.1f} s) | {sa['fixed_share'] * 100:.0f} % |")
+        lines.append("")
+    lines += _targets_md(result.get("targets", []), "Overhead target")
+    return "\n".join(lines)
+
+
+def write_markdown(out_dir: str | Path, echo: Callable[[str], None] = print) -> str:
+    """``bench.md`` from whatever JSON results ``out_dir`` holds; printed and returned."""
+    out_dir = Path(out_dir)
+    parts = ["## fedcomp benchmarks", ""]
+    for name, render in (("codecs.json", codecs_markdown), ("overhead.json", overhead_markdown)):
+        path = out_dir / name
+        if path.exists():
+            parts += [render(json.loads(path.read_text())), ""]
+    text = "\n".join(parts).rstrip() + "\n"
+    (out_dir / "bench.md").write_text(text)
+    echo(text)
+    return text
+
+
+# ======================================================================================
+# CLI
+# ======================================================================================
+def _parse_size(text: str) -> int:
+    text = text.strip().upper()
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return int(float(text[:-1] if mult > 1 else text) * mult)
+
+
+def _add_codec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sizes", default="1M,4M,16M,64M",
+                   help="flat vector sizes (K/M = 2^10/2^20 elements), comma separated")
+    p.add_argument("--models", default="pythia14m,mnist", help="task state dicts ('' for none)")
+    p.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
+    p.add_argument("--repeats-large", type=int, default=5, help="repeats above 32M elements")
+    p.add_argument("--compressors", default=None, help="config names (default: all)")
+    p.add_argument("--no-references", action="store_true", help="skip the torch references")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
+    p.add_argument("--energy-seeds", type=int, default=ENERGY_SEEDS)
+
+
+def _add_overhead_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--clients", type=int, default=10)
+    p.add_argument("--fraction", type=float, default=0.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runs", type=int, default=2, help="simulations per process (sweep-like)")
+    p.add_argument("--no-reuse", action="store_true", help="skip the attached-cluster runs")
+    p.add_argument("--pairs", type=int, default=2, help="fedcomp/Flower process pairs")
+    p.add_argument("--sweep-runs", type=int, default=12)
+    p.add_argument("--profile", action="store_true",
+                   help="one more process per mode with the ServerApp thread under cProfile")
+    p.add_argument("--budget-s", type=float, default=None,
+                   help="skip further overhead pairs once this many seconds are likely exceeded")
+
+
+def _codecs_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return run_codecs(
+        sizes=[_parse_size(s) for s in args.sizes.split(",") if s.strip()],
+        models=[m for m in args.models.split(",") if m.strip()],
+        repeats=args.repeats, repeats_large=args.repeats_large,
+        compressors=args.compressors.split(",") if args.compressors else None,
+        references=not args.no_references, memory=not args.no_memory,
+        energy_seeds=args.energy_seeds, out_dir=args.out_dir,
+    )
+
+
+def _overhead_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    budget = args.budget_s
+    if budget is None and args.command == "all":  # the whole benchmark: < 10 min here
+        budget = max(120.0, 540.0 - (_now() - _STARTED))
+    return run_overhead(rounds=args.rounds, clients=args.clients, fraction=args.fraction,
+                        seed=args.seed, runs=args.runs, pairs=args.pairs, reuse=not args.no_reuse,
+                        sweep_runs=args.sweep_runs, profile=args.profile, budget_s=budget,
+                        out_dir=args.out_dir)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fedcomp.bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{codecs,overhead,all}")
+    for name, helptext in (("codecs", "codec speed, size, memory and error vs torch references"),
+                           ("overhead", "fedcomp vs plain Flower per-round time, memory, start-up"),
+                           ("all", "codecs, then overhead, then bench.md")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--out-dir", default=str(DEFAULT_OUT), help="where the JSON and bench.md go")
+        if name in ("codecs", "all"):
+            _add_codec_args(p)
+        if name in ("overhead", "all"):
+            _add_overhead_args(p)
+    child = sub.add_parser("_overhead-child")  # one simulation process of `overhead`
+    child.add_argument("--mode", choices=("fedcomp", "flower"), required=True)
+    child.add_argument("--rounds", type=int, required=True)
+    child.add_argument("--clients", type=int, required=True)
+    child.add_argument("--fraction", type=float, required=True)
+    child.add_argument("--seed", type=int, default=0)
+    child.add_argument("--runs", type=int, default=1)
+    child.add_argument("--ray-address", default=None)
+    child.add_argument("--out", required=True)
+    child.add_argument("--profile", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "_overhead-child":
+        overhead_child(args.mode, args.rounds, args.clients, args.fraction, args.seed, args.runs,
+                       args.ray_address, args.out, args.profile)
+        return 0
+    global _STARTED
+    _STARTED = start = _now()
+    if args.command in ("codecs", "all"):
+        _codecs_from_args(args)
+    if args.command in ("overhead", "all"):
+        _overhead_from_args(args)
+    write_markdown(args.out_dir)
+    print(f"results in {args.out_dir} ({_now() - start:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable module, not __main__: Ray workers unpickle the plain Flower
+    # app's functions by reference to ``fedcomp.bench``.
+    from fedcomp.bench import main as _main
+
+    sys.exit(_main())

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import shutil
 import signal
@@ -63,9 +62,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-log = logging.getLogger("fedcomp")
+from typing import Any, Self
 
 DEPLOYMENT_FILE = "deployment.json"
 LOG_DIR = "deployment"
@@ -172,13 +169,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _set_parent_death_signal() -> None:  # runs in the child before exec
+def _parent_death_signal() -> Any:
+    """A ``preexec_fn`` asking the kernel to SIGTERM the child when we die (Linux), or None.
+
+    libc is loaded here, before any fork; the child only makes one C call (no imports,
+    no locks), which is what makes a ``preexec_fn`` safe enough with threads around.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - best effort, Linux only
-        pass
+        prctl = ctypes.CDLL("libc.so.6", use_errno=True).prctl
+    except OSError:
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 @dataclass
@@ -215,6 +220,7 @@ class Processes:
         self.stop_timeout = stop_timeout
         self.started: list[Started] = []
         self.seen: set[int] = set()
+        self._preexec = _parent_death_signal()
 
     def start(
         self,
@@ -226,7 +232,7 @@ class Processes:
     ) -> Started:
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "ab") as out:
-            popen = subprocess.Popen(  # noqa: S603 - argv built here, no shell
+            popen = subprocess.Popen(
                 argv,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -234,7 +240,7 @@ class Processes:
                 env={**self.env, **(env or {})},
                 cwd=cwd,
                 start_new_session=True,  # own process group: pgid == pid
-                preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
+                preexec_fn=self._preexec,  # noqa: PLW1509 - one prctl call, see _parent_death_signal
             )
         proc = Started(name, argv, log_path, popen, critical)
         self.started.append(proc)
@@ -248,36 +254,31 @@ class Processes:
     def exited(self) -> list[Started]:
         return [p for p in self.started if p.popen.poll() is not None]
 
+    def _ours(self) -> set[int]:
+        """PIDs that are ours now: running direct children and live tagged processes.
+
+        Only these are ever signalled, so a PID seen earlier and since reused by someone
+        else's process is never touched.
+        """
+        return {p.pid for p in self.started if p.popen.poll() is None} | set(_proc_tagged(self.tag))
+
     def stop_all(self) -> list[int]:
-        """SIGTERM every process group and tagged process, then SIGKILL; return survivors."""
+        """SIGTERM our process groups and tagged processes, then SIGKILL; return survivors."""
         self.remember_descendants()
-        targets = set(self.seen)
-        for proc in self.started:
-            if proc.popen.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        for pid in targets:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout
-        while time.monotonic() < deadline:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
             for proc in self.started:
-                proc.popen.poll()  # reap our direct children
-            live = [pid for pid in targets | set(_proc_tagged(self.tag)) if _alive(pid)]
-            if not live:
-                break
-            time.sleep(0.1)
-        for pid in targets | set(_proc_tagged(self.tag)):
-            if _alive(pid):
+                if proc.popen.poll() is None:  # not reaped: its pid (= pgid) is still ours
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, sig)
+            for pid in _proc_tagged(self.tag):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-        for proc in self.started:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)  # anything left in the groups
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.popen.wait(timeout=5)
-        time.sleep(0.2)
-        return sorted(pid for pid in targets | set(_proc_tagged(self.tag)) if _alive(pid))
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + (self.stop_timeout if sig == signal.SIGTERM else 5.0)
+            while self._ours() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not self._ours():
+                break
+        return sorted(self._ours())
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
@@ -385,7 +386,7 @@ class FlwrCli:
         """Run ``flwr <args> --format json``; the parsed JSON (DeploymentError on failure)."""
         argv = [self.exe, *args, "--format", "json"]
         try:
-            done = subprocess.run(  # noqa: S603
+            done = subprocess.run(
                 argv, env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout, check=False
             )
         except subprocess.TimeoutExpired as err:
@@ -570,15 +571,17 @@ class WireMessage:
     bookkeeping: int = 0  # fedcomp.ledger record and its reference in the RecordDict
     not_transferred: list[str] = field(default_factory=list)
     transferred: set[str] = field(default_factory=set)
+    object_set: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.object_set = set(self.objects)
 
     @property
     def model_bytes(self) -> int:
         return self.object_bytes - self.bookkeeping
 
 
-def reconcile(
-    traffic: list[dict[str, Any]], ledger: Any, counters: dict[str, int] | None = None
-) -> dict[str, Any]:
+def reconcile(traffic: list[dict[str, Any]], ledger: Any, counters: dict[str, int] | None = None) -> dict[str, Any]:
     """Split the SuperLink's counted bytes into what the ledger measures and the rest.
 
     Parameters
@@ -635,7 +638,7 @@ def reconcile(
             sizes[oid] = size
             if rec.get("type") == "RecordDict" and "refs" in rec:
                 recorddicts[oid] = rec
-            owner = next((m for m in reversed(latest[(direction, rec["node"])]) if oid in m.objects), None)
+            owner = next((m for m in reversed(latest[(direction, rec["node"])]) if oid in m.object_set), None)
             if owner is None:
                 unattributed[direction] += size
                 continue
@@ -663,6 +666,10 @@ def reconcile(
         mine = [m for m in order if m.direction == direction]
         # a request/response pair is counted in both directions; attribute each side to its direction
         envelopes = sum(getattr(m, env_key) for m in order)
+        envelope_detail = {
+            "pull_messages": sum(getattr(m, env_key) for m in order if m.direction == "down"),
+            "push_messages": sum(getattr(m, env_key) for m in order if m.direction == "up"),
+        }
         model = sum(m.model_bytes for m in mine if m.type in MODEL_MESSAGE_TYPES)
         parts = {
             "model_objects": model,
@@ -680,6 +687,7 @@ def reconcile(
             "parts": parts,
             "superlink_logged": logged[direction],
             "parts_sum": total,
+            "envelopes_by_request": envelope_detail,
             "ledger_wire": ledger_wire,
             "model_vs_ledger_bytes": ledger_wire - model,
             "model_vs_ledger_pct": _pct(ledger_wire - model, model),
@@ -914,7 +922,7 @@ class LocalFederation:
         self.closed = False
         self._leftovers: list[int] = []
 
-    def __enter__(self) -> LocalFederation:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -922,7 +930,7 @@ class LocalFederation:
             raise
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # -------------------------------------------------------------- start / stop
@@ -932,6 +940,9 @@ class LocalFederation:
         engine = self.engine
         startup_timeout = float(_engine_value(engine, "startup_timeout", 120))
         external = engine.get("superlink_address")
+        # pick every free port at once, so that none is handed out twice
+        configured = {int(p) for p in [engine.get("superlink_port"), *(engine.get("supernode_ports") or [])] if p}
+        spare = [p for p in free_ports(self.host, 2 * (self.num_nodes + 1)) if p not in configured]
         if external:
             link_host, link_port = split_address(external)
             address = f"{link_host}:{link_port}"
@@ -941,7 +952,7 @@ class LocalFederation:
         else:
             link_port = engine.get("superlink_port")
             if link_port is None:
-                link_port = free_ports(self.host, 1)[0]
+                link_port = spare.pop()
             elif port_in_use(self.host, int(link_port)):
                 raise DeploymentError(
                     f"engine.superlink_port={link_port}: port {self.host}:{link_port} is already in use"
@@ -960,10 +971,12 @@ class LocalFederation:
             self.superlink = {"address": address, "started_by_fedcomp": True, "pid": proc.pid}
             self.echo(f"deployment: SuperLink on {address} (pid {proc.pid}), logs in {self.log_dir}")
             self.flwr = FlwrCli(self.home, address, self.procs.env)
-            self._wait_superlink(self.host, int(link_port), proc, startup_timeout)
+            link = (self.host, int(link_port), proc)
         if not _engine_value(engine, "start_supernodes", True):
+            if not external:
+                self._wait_superlink(*link, startup_timeout)
             return
-        node_ports = engine.get("supernode_ports") or free_ports(self.host, self.num_nodes)
+        node_ports = engine.get("supernode_ports") or spare[: self.num_nodes]
         for port in node_ports:
             if port_in_use(self.host, int(port)):
                 raise DeploymentError(f"engine.supernode_ports: port {self.host}:{port} is already in use")
@@ -978,6 +991,8 @@ class LocalFederation:
             ]  # fmt: skip
             node = self.procs.start(f"supernode-{pid}", argv, cwd=self.home)
             self.echo(f"deployment: SuperNode partition-id={pid} (pid {node.pid}, runtime port {node_ports[pid]})")
+        if not external:  # the SuperNodes start (and retry connecting) while the SuperLink comes up
+            self._wait_superlink(*link, startup_timeout)
         self._wait_nodes(startup_timeout)
 
     def close(self) -> list[int]:
@@ -1099,9 +1114,7 @@ class LocalFederation:
 
         assert self.flwr is not None
         config_file = self.home / f"run_config_{uuid.uuid4().hex[:8]}.toml"
-        config_file.write_text(
-            tomli_w.dumps({RUN_CONFIG_KEY: json.dumps(run_cfg, default=str)}), encoding="utf-8"
-        )
+        config_file.write_text(tomli_w.dumps({RUN_CONFIG_KEY: json.dumps(run_cfg, default=str)}), encoding="utf-8")
         result = self.flwr.call("run", str(project_dir()), CONNECTION, "--run-config", str(config_file), timeout=300)
         if not result.get("run-id"):
             raise DeploymentError(f"`flwr run` did not return a run id: {result}")
@@ -1213,7 +1226,9 @@ def main() -> None:
     if not any(arg.split("=")[0].lstrip("+~") == "engine" for arg in sys.argv[1:]):
         sys.argv.insert(1, "engine=deployment")
 
-    @hydra.main(config_path="../conf", config_name="config", version_base=None)
+    @hydra.main(
+        config_path=str(Path(__file__).resolve().parent.parent / "conf"), config_name="config", version_base=None
+    )
     def _run(cfg: DictConfig) -> None:
         from fedcomp.run import execute
 
@@ -1230,4 +1245,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run the imported module's main, so that fedcomp.run and this entry point share one
+    # DeploymentError class (``python -m`` would otherwise load this file twice)
+    from fedcomp.deploy import main as _main
+
+    _main()

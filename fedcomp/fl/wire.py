@@ -1,35 +1,62 @@
-"""``wire_bytes``: the size of a message as Flower 1.42 serializes it for gRPC.
+"""``wire_bytes``: the size of a message as Flower 1.42 transfers it between nodes.
 
-Simulation never serializes, so fedcomp computes it with Flower's own serializer.
-Flower 1.42 sends a message as a tree of *inflatable objects*, each pushed or pulled
-once per unique SHA-256 object id::
+Simulation never serializes, so fedcomp computes it with Flower's own serializer and
+protocol messages. Flower 1.42 sends a message as a tree of *inflatable objects*, each
+pushed or pulled once per unique SHA-256 object id::
 
     Message (metadata) -> RecordDict -> ArrayRecord -> Array -> ArrayChunk (<= 5 MiB)
                                      -> ConfigRecord / MetricRecord
 
+plus a fleet-API *envelope* that announces the message: its metadata and the tree of
+object ids (``PullMessagesResponse`` for a message to a client, ``PushMessagesRequest``
+and its ``PushMessagesResponse`` — the ids the SuperLink asks for — for a reply).
+
 What is counted
     ``len(deflate())`` of every *unique* object of the tree — object headers (type,
-    child ids, body length), the Message metadata (message id excluded, as Flower
-    does), record keys, array metadata (dtype, shape, stype), the ``.npy`` header
-    Flower's ``Array`` adds to each numpy array (~128 B), and the raw array bytes.
-    Identical objects inside one message are counted once, as Flower transfers them
-    once (e.g. two zero bias vectors of the same shape are one Array object).
+    child ids, body length), the Message metadata, record keys, array metadata (dtype,
+    shape, stype), the ``.npy`` header Flower's ``Array`` adds to each numpy array
+    (~128 B) and the raw array bytes — plus the envelope's protobuf size. Identical
+    objects inside one message are counted once, as Flower transfers them once (e.g.
+    two zero bias vectors of the same shape are one Array object). Message ids are
+    counted at their deployment length (64-hex object ids; the simulation engine uses
+    shorter UUIDs).
 What is not counted
-    gRPC/HTTP-2 framing and TLS; the PushMessages/PullMessages envelope (message
-    proto and object-id tree) and PushObject/PullObject request fields (ids, node
-    and run ids); fedcomp's own bookkeeping record (``fedcomp.ledger``). The
-    deployment recipe compares this figure with the SuperLink's traffic counters.
+    HTTP/gRPC framing and TLS; node ids, session ids and heartbeats; fedcomp's own
+    bookkeeping record (``fedcomp.ledger``); objects the SuperLink already holds from an
+    earlier message of the same run (cross-message de-duplication, which only a
+    deployment sees). ``docs/deployment.md`` compares the total with the SuperLink's
+    own traffic counters.
 """
 
 from __future__ import annotations
 
 from flwr.app import Message, RecordDict
+from flwr.common.serde import recorddict_to_proto
 from flwr.common.serde_utils import error_to_proto, metadata_to_proto
+from flwr.proto.fleet_pb2 import (  # pylint: disable=no-name-in-module
+    PullMessagesResponse,
+    PushMessagesRequest,
+    PushMessagesResponse,
+    Reconnect,
+)
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
+from flwr.proto.message_pb2 import ObjectTree  # pylint: disable=no-name-in-module
 from flwr.supercore.constant import HEAD_BODY_DIVIDER, HEAD_VALUE_DIVIDER
-from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects, get_object_tree
 
 from fedcomp.fl.records import LEDGER
+
+#: An object id as deployment carries it (hex SHA-256).
+OBJECT_ID = "0" * 64
+
+
+def _proto_metadata(message: Message, message_id: str):
+    """Metadata proto with ids at their deployment length."""
+    proto = metadata_to_proto(message.metadata)
+    proto.message_id = message_id
+    if proto.reply_to_message_id:
+        proto.reply_to_message_id = OBJECT_ID
+    return proto
 
 
 def content_wire_bytes(content: RecordDict) -> int:
@@ -40,10 +67,8 @@ def content_wire_bytes(content: RecordDict) -> int:
 
 def message_object_bytes(message: Message, content_id: str | None) -> int:
     """Bytes of the deflated Message object itself (metadata + error, no content)."""
-    proto_metadata = metadata_to_proto(message.metadata)
-    proto_metadata.message_id = ""  # Flower excludes it from the object
     body = ProtoMessage(
-        metadata=proto_metadata,
+        metadata=_proto_metadata(message, ""),  # Flower excludes the id from the object
         content=None,
         error=error_to_proto(message.error) if message.has_error() else None,
     ).SerializeToString(deterministic=True)
@@ -51,14 +76,43 @@ def message_object_bytes(message: Message, content_id: str | None) -> int:
     return len(header.encode("utf-8")) + len(HEAD_BODY_DIVIDER) + len(body)
 
 
+def envelope_bytes(message: Message, content: RecordDict | None) -> int:
+    """Protobuf bytes of the fleet-API messages that announce ``message`` and its object tree."""
+    proto = ProtoMessage(
+        metadata=_proto_metadata(message, OBJECT_ID),
+        content=recorddict_to_proto(RecordDict()) if content is not None else None,
+        error=error_to_proto(message.error) if message.has_error() else None,
+    )
+    children = [get_object_tree(content)] if content is not None else []
+    tree = ObjectTree(object_id=OBJECT_ID, children=children)
+    if not message.metadata.reply_to_message_id:  # server -> client: pulled by the SuperNode
+        return PullMessagesResponse(messages_list=[proto], message_object_trees=[tree]).ByteSize()
+    request = PushMessagesRequest(
+        messages_list=[proto], message_object_trees=[tree], clientapp_runtime_list=[0.0]
+    )
+    num_objects = 1 + (len(get_all_nested_objects(content)) if content is not None else 0)
+    response = PushMessagesResponse(
+        reconnect=Reconnect(reconnect=5),
+        results={OBJECT_ID: 0},
+        objects_to_push=[OBJECT_ID] * num_objects,
+    )
+    return request.ByteSize() + response.ByteSize()
+
+
 def strip_bookkeeping(content: RecordDict) -> RecordDict:
     """The same records without fedcomp's ledger record (no copies of arrays)."""
     return RecordDict({key: record for key, record in content.items() if key != LEDGER})
 
 
-def wire_bytes(message: Message) -> int:
-    """Serialized size of ``message`` as Flower transfers it (see module docstring)."""
+def object_bytes(message: Message) -> int:
+    """Bytes of the unique deflated objects of ``message`` (bookkeeping excluded)."""
     if not message.has_content():
         return message_object_bytes(message, None)
     content = strip_bookkeeping(message.content)
     return content_wire_bytes(content) + message_object_bytes(message, content.object_id)
+
+
+def wire_bytes(message: Message) -> int:
+    """Objects plus envelope of ``message`` (see module docstring)."""
+    content = strip_bookkeeping(message.content) if message.has_content() else None
+    return object_bytes(message) + envelope_bytes(message, content)
