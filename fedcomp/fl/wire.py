@@ -7,9 +7,9 @@ pushed or pulled once per unique SHA-256 object id::
     Message (metadata) -> RecordDict -> ArrayRecord -> Array -> ArrayChunk (<= 5 MiB)
                                      -> ConfigRecord / MetricRecord
 
-plus a fleet-API *envelope* that announces the message: its metadata and the tree of
-object ids (``PullMessagesResponse`` for a message to a client, ``PushMessagesRequest``
-and its ``PushMessagesResponse`` — the ids the SuperLink asks for — for a reply).
+plus a fleet-API *envelope* that announces the message in its direction of travel: its
+metadata and the tree of object ids (the ``PullMessagesResponse`` entry for a message to a
+client, the ``PushMessagesRequest`` for a reply).
 
 What is counted
     ``len(deflate())`` of every *unique* object of the tree — object headers (type,
@@ -21,7 +21,9 @@ What is counted
     counted at their deployment length (64-hex object ids; the simulation engine uses
     shorter UUIDs).
 What is not counted
-    HTTP/gRPC framing and TLS; node ids, session ids and heartbeats; fedcomp's own
+    HTTP/gRPC framing and TLS; node ids, session ids and heartbeats; control traffic
+    that is not a message (the SuperLink's ``PushMessagesResponse`` acknowledgement, which
+    lists the object ids it still needs and travels down); fedcomp's own
     bookkeeping record (``fedcomp.ledger``); objects the SuperLink already holds from an
     earlier message of the same run (cross-message de-duplication, which only a
     deployment sees). ``docs/deployment.md`` compares the total with the SuperLink's
@@ -36,8 +38,6 @@ from flwr.common.serde_utils import error_to_proto, metadata_to_proto
 from flwr.proto.fleet_pb2 import (  # pylint: disable=no-name-in-module
     PullMessagesResponse,
     PushMessagesRequest,
-    PushMessagesResponse,
-    Reconnect,
 )
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
 from flwr.proto.message_pb2 import ObjectTree  # pylint: disable=no-name-in-module
@@ -87,16 +87,9 @@ def envelope_bytes(message: Message, content: RecordDict | None) -> int:
     tree = ObjectTree(object_id=OBJECT_ID, children=children)
     if not message.metadata.reply_to_message_id:  # server -> client: pulled by the SuperNode
         return PullMessagesResponse(messages_list=[proto], message_object_trees=[tree]).ByteSize()
-    request = PushMessagesRequest(
+    return PushMessagesRequest(
         messages_list=[proto], message_object_trees=[tree], clientapp_runtime_list=[0.0]
-    )
-    num_objects = 1 + (len(get_all_nested_objects(content)) if content is not None else 0)
-    response = PushMessagesResponse(
-        reconnect=Reconnect(reconnect=5),
-        results={OBJECT_ID: 0},
-        objects_to_push=[OBJECT_ID] * num_objects,
-    )
-    return request.ByteSize() + response.ByteSize()
+    ).ByteSize()
 
 
 def strip_bookkeeping(content: RecordDict) -> RecordDict:
