@@ -55,5 +55,9 @@ def test_every_compressor_runs_on_mnist(tmp_path, name):
     assert summary["num_failures"] == 0
     up = summary["bytes"]["up"]
     assert up["dense_bytes"] == summary["formula"]["cohort_up_total"]
-    if name not in ("none", "lossless"):
+    if name == "none":
+        assert up["payload_bytes"] == up["dense_bytes"]
+    elif name in ("lossless", "freeze_convs"):  # zstd of fp32 noise; convs are 17% of the CNN
+        assert up["payload_bytes"] < up["dense_bytes"]
+    else:
         assert up["payload_bytes"] < 0.5 * up["dense_bytes"]
