@@ -480,16 +480,20 @@ def superlink_main() -> None:
         head, _, body = content.partition(HEAD_BODY_DIVIDER)
         parts = head.decode("utf-8", "replace").split(" ")
         info: dict[str, Any] = {"object_id": object_id, "type": parts[0], "size": len(content)}
+        if parts[0] in ("RecordDict", "Message", "ConfigRecord"):
+            info["raw"] = base64.b64encode(content).decode()
         if parts[0] == "RecordDict":
             info["head"] = head.decode("utf-8", "replace")
             info["refs"] = json.loads(body.decode("utf-8"))
         return info
 
+    import base64
+    b64 = lambda m: base64.b64encode(m.SerializeToString()).decode()
     describe = {
-        "pull_messages": lambda req, res: {"messages": messages(res.messages_list, res.message_object_trees)},
+        "pull_messages": lambda req, res: {"messages": messages(res.messages_list, res.message_object_trees), "req_raw": b64(req), "res_raw": b64(res)},
         "push_messages": lambda req, res: {
             "messages": messages(req.messages_list, req.message_object_trees),
-            "objects_to_push": list(res.objects_to_push),
+            "objects_to_push": list(res.objects_to_push), "req_raw": b64(req), "res_raw": b64(res),
         },
         "push_object": lambda req, res: obj(req.object_id, req.object_content),
         "pull_object": lambda req, res: obj(req.object_id, res.object_content),

@@ -93,7 +93,8 @@ class TrackingFedAvg(Strategy):
         """Map node ids to partition ids with one query message per node."""
         node_ids = wait_for_nodes(grid, self.num_clients, self.connect_timeout)
         queries = [
-            Message(RecordDict({records.CONFIG: ConfigRecord({"server-round": 0})}), node_id, MessageType.QUERY)
+            Message(RecordDict({records.CONFIG: ConfigRecord({"server-round": 0})}), node_id,
+                    MessageType.QUERY)
             for node_id in node_ids
         ]
         stats = []
@@ -115,10 +116,12 @@ class TrackingFedAvg(Strategy):
 
     def sample(self, server_round: int, phase: str, fraction: float) -> list[int]:
         """Node ids of a seeded sample of partitions (integer cohort, as Flower's)."""
-        size = cohort_size(self.num_clients, fraction, self.min_fit_clients)
+        minimum = self.min_fit_clients if phase == MessageType.TRAIN else 1  # as the formula
+        size = cohort_size(self.num_clients, fraction, minimum)
         if size == 0:
             return []
-        rng = np.random.default_rng(derive_seed(self.setup.seed, server_round, 0 if phase == "train" else 1, 3))
+        purpose = 0 if phase == MessageType.TRAIN else 1
+        rng = np.random.default_rng(derive_seed(self.setup.seed, server_round, purpose, 3))
         chosen = sorted(int(p) for p in rng.choice(self.num_clients, size=size, replace=False))
         by_partition = {p: n for n, p in self.node_to_partition.items()}
         return [by_partition[p] for p in chosen]
