@@ -106,6 +106,7 @@ CONFIG_COLUMNS = [
     "num_rounds",
     "local_epochs",
     "local_steps",
+    "checkpoint",
     "engine",
     "seed",
 ]
@@ -294,6 +295,7 @@ def config_columns(run: Run) -> dict[str, Any]:
     fed = cfg.get("federation") or {}
     client = cfg.get("client") or {}
     partition = cfg.get("partition") or {}
+    task_cfg = cfg.get("task") if isinstance(cfg.get("task"), dict) else {}
     params = {k: v for k, v in comp.items() if k not in ("_target_", "error_feedback", "downlink")}
     return {
         "task": cfg.get("task_name") or summary.get("task") or _short_target(cfg.get("task")),
@@ -314,6 +316,7 @@ def config_columns(run: Run) -> dict[str, Any]:
         "num_rounds": fed.get("num_rounds"),
         "local_epochs": client.get("local_epochs"),
         "local_steps": client.get("local_steps"),
+        "checkpoint": Path(str(task_cfg["checkpoint"])).name if task_cfg.get("checkpoint") else None,
         "engine": _short_target(cfg.get("engine")),
         "seed": cfg.get("seed", summary.get("seed")),
     }
@@ -629,10 +632,10 @@ def add_labels(table: pd.DataFrame) -> None:
                                                      "compressor_params")]
     labels = pd.Series("", index=table.index, dtype=object)
     for task, part in table.groupby("task", dropna=False):
-        varying_shared = [c for c in shared if part[c].astype(str).nunique() > 1]
+        varying_shared = [c for c in shared if part[c].map(repr).nunique() > 1]
         for i, row in part.iterrows():
             same_comp = part[part["compressor"] == row["compressor"]]
-            varying = [c for c in own if same_comp[c].astype(str).nunique() > 1] + varying_shared
+            varying = [c for c in own if same_comp[c].map(repr).nunique() > 1] + varying_shared
             extras = []
             for c in varying:
                 value = row[c]
