@@ -15,25 +15,25 @@ real federation runs it, on loopback:
    the run is finished (the ServerApp writes ``config.yaml``, ``ledger.parquet``,
    ``metrics.parquet`` and ``summary.json`` into ``output_dir`` itself);
 6. the SuperLink's traffic counters for the run (``network-traffic`` of ``flwr ls``) are
-   compared with the ledger's ``wire_bytes`` (server rows) per direction and written,
-   with a per-request reconciliation, to ``<output_dir>/deployment.json``;
+   compared with the ledger's ``wire_bytes`` (server rows) per direction and written to
+   ``<output_dir>/deployment.json``;
 7. every process started (and every process they started) is stopped, by PID, also on
    failure and on SIGINT/SIGTERM/SIGHUP.
 
 Measurement
 -----------
-``down`` is the SuperLink's outbound traffic (to SuperNodes), ``up`` its inbound traffic.
+``down`` is the SuperLink's outbound counter (to SuperNodes), ``up`` its inbound counter.
 Flower 1.42 counts, per run (``flwr/superlink/servicer/fleet/fleet_handlers.py``):
 ``PullMessages`` request and response ``ByteSize()`` (only calls that returned a
 message), ``PushMessages`` request and response ``ByteSize()``, ``PushObject``
 ``len(object_content)`` when the object was stored, ``PullObject`` ``len(content)``.
-fedcomp's ``wire_bytes`` counts the objects only (:mod:`fedcomp.fl.wire`). With
-``engine.traffic_log`` (default) the SuperLink runs with an observer that logs every
-counted request (:func:`superlink_main`; the counters themselves are Flower's, unchanged),
-and :func:`reconcile` splits the counters into model-message objects (what the ledger
-measures), fedcomp's ``fedcomp.ledger`` bookkeeping record, the one-off ``query``
-messages, the PushMessages/PullMessages envelopes and objects the SuperLink or a SuperNode
-did not transfer again (de-duplication). The parts sum to the counters to the byte.
+The ledger's ``wire_bytes`` (:mod:`fedcomp.fl.wire`) counts a model message's unique
+objects plus its envelope in its direction of travel (the PullMessages response entry
+down, the PushMessages request up). With ``engine.traffic_log`` (default) the SuperLink
+runs with an observer that logs every counted request (:func:`superlink_main`; the
+counters themselves are Flower's, unchanged) and :func:`reconcile` itemizes, from that
+log, what the SuperLink counts and the ledger leaves out by definition, and compares the
+rest (the model traffic) with the ledger.
 
 Failure handling
 ----------------
@@ -105,17 +105,14 @@ def port_in_use(host: str, port: int) -> bool:
 
 def free_ports(host: str, count: int) -> list[int]:
     """``count`` distinct ports that are free right now (the OS picks them)."""
-    socks, ports = [], []
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
     try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        for sock in socks:
             sock.bind((host, 0))
-            socks.append(sock)
-            ports.append(sock.getsockname()[1])
+        return [sock.getsockname()[1] for sock in socks]
     finally:
         for sock in socks:
             sock.close()
-    return ports
 
 
 def reachable(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -137,6 +134,19 @@ def split_address(address: str) -> tuple[str, int]:
 # ---------------------------------------------------------------------------- processes
 
 
+def _state(pid: int | str) -> bytes | None:
+    """The state letter of a process (``b"Z"`` for a zombie), None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    return _state(pid) not in (None, b"Z")
+
+
 def _proc_tagged(tag: str) -> list[int]:
     """PIDs of live processes whose environment carries ``FEDCOMP_DEPLOY_TAG=tag``.
 
@@ -152,21 +162,11 @@ def _proc_tagged(tag: str) -> list[int]:
         try:
             with open(f"/proc/{entry.name}/environ", "rb") as fh:
                 env = fh.read().split(b"\0")
-            with open(f"/proc/{entry.name}/stat", "rb") as fh:
-                state = fh.read().rsplit(b")", 1)[1].split()[0]
         except OSError:
             continue
-        if needle in env and state != b"Z":
+        if needle in env and _alive(int(entry.name)):
             found.append(int(entry.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 def _parent_death_signal() -> Any:
@@ -223,12 +223,7 @@ class Processes:
         self._preexec = _parent_death_signal()
 
     def start(
-        self,
-        name: str,
-        argv: list[str],
-        env: dict[str, str] | None = None,
-        cwd: Path | None = None,
-        critical: bool = True,
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, critical: bool = True
     ) -> Started:
         log_path = self.log_dir / f"{name}.log"
         with open(log_path, "ab") as out:
@@ -251,9 +246,6 @@ class Processes:
         """Note the PIDs of everything started so far (called while polling)."""
         self.seen.update(_proc_tagged(self.tag))
 
-    def exited(self) -> list[Started]:
-        return [p for p in self.started if p.popen.poll() is not None]
-
     def _ours(self) -> set[int]:
         """PIDs that are ours now: running direct children and live tagged processes.
 
@@ -265,7 +257,7 @@ class Processes:
     def stop_all(self) -> list[int]:
         """SIGTERM our process groups and tagged processes, then SIGKILL; return survivors."""
         self.remember_descendants()
-        for sig in (signal.SIGTERM, signal.SIGKILL):
+        for sig, wait in ((signal.SIGTERM, self.stop_timeout), (signal.SIGKILL, 5.0)):
             for proc in self.started:
                 if proc.popen.poll() is None:  # not reaped: its pid (= pgid) is still ours
                     with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -273,7 +265,7 @@ class Processes:
             for pid in _proc_tagged(self.tag):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
-            deadline = time.monotonic() + (self.stop_timeout if sig == signal.SIGTERM else 5.0)
+            deadline = time.monotonic() + wait
             while self._ours() and time.monotonic() < deadline:
                 time.sleep(0.1)
             if not self._ours():
@@ -283,25 +275,18 @@ class Processes:
 
 def log_tail(path: Path, lines: int = 15) -> str:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
-    return "\n".join(text[-lines:])
 
 
 @contextlib.contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """Turn SIGTERM/SIGHUP (and SIGINT) into :class:`Interrupted` while deploying."""
+def _signals(handler: Any) -> Iterator[None]:
+    """Install ``handler`` for SIGINT/SIGTERM/SIGHUP meanwhile (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum: int, _frame: Any) -> None:
-        raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
-
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        previous[sig] = signal.signal(sig, handler)
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
     try:
         yield
     finally:
@@ -309,18 +294,18 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-@contextlib.contextmanager
-def ignore_signals() -> Iterator[None]:
-    """Let the clean-up finish: ignore SIGINT/SIGTERM/SIGHUP meanwhile (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+def _raise_interrupted(signum: int, _frame: Any) -> None:
+    raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+
+def stop_on_signals() -> contextlib.AbstractContextManager[None]:
+    """Turn SIGTERM/SIGHUP/SIGINT into :class:`Interrupted` while deploying."""
+    return _signals(_raise_interrupted)
+
+
+def ignore_signals() -> contextlib.AbstractContextManager[None]:
+    """Let the clean-up finish: ignore SIGINT/SIGTERM/SIGHUP meanwhile."""
+    return _signals(signal.SIG_IGN)
 
 
 # ---------------------------------------------------------------------------- Flower CLI
@@ -329,9 +314,7 @@ def ignore_signals() -> Iterator[None]:
 def _bin(name: str) -> str:
     """An executable of this Python environment (Flower's console scripts)."""
     candidate = Path(sys.executable).parent / name
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which(name)
+    found = str(candidate) if candidate.exists() else shutil.which(name)
     if found is None:
         raise DeploymentError(f"'{name}' not found next to {sys.executable} or on PATH (install flwr)")
     return found
@@ -349,20 +332,15 @@ def project_dir() -> Path:
     return root
 
 
-def _last_json(text: str) -> dict[str, Any]:
-    """The JSON object a ``flwr ... --format json`` command printed (last one wins)."""
+def _first_json(text: str) -> dict[str, Any]:
+    """The JSON object a ``flwr ... --format json`` command printed (log lines may come first)."""
+    decoder = json.JSONDecoder()
     start = text.find("{")
     while start != -1:
-        try:
-            return json.loads(text[start:])
-        except json.JSONDecodeError:
-            pass
-        try:
-            obj, _ = json.JSONDecoder().raw_decode(text[start:])
+        with contextlib.suppress(json.JSONDecodeError):
+            obj, _ = decoder.raw_decode(text, start)
             if isinstance(obj, dict):
                 return obj
-        except json.JSONDecodeError:
-            pass
         start = text.find("{", start + 1)
     raise ValueError(f"no JSON in output: {text[-500:]!r}")
 
@@ -371,9 +349,7 @@ class FlwrCli:
     """The ``flwr`` CLI against one SuperLink connection in a private FLWR_HOME."""
 
     def __init__(self, home: Path, address: str, env: dict[str, str]) -> None:
-        self.home = home
-        self.address = address
-        self.env = env
+        self.home, self.address, self.env = home, address, env
         self.exe = _bin("flwr")
         home.mkdir(parents=True, exist_ok=True)
         (home / "config.toml").write_text(
@@ -384,15 +360,15 @@ class FlwrCli:
 
     def call(self, *args: str, timeout: float = 60.0) -> dict[str, Any]:
         """Run ``flwr <args> --format json``; the parsed JSON (DeploymentError on failure)."""
-        argv = [self.exe, *args, "--format", "json"]
         try:
             done = subprocess.run(
-                argv, env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout, check=False
-            )
+                [self.exe, *args, "--format", "json"],
+                env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout, check=False,
+            )  # fmt: skip
         except subprocess.TimeoutExpired as err:
             raise DeploymentError(f"`flwr {' '.join(args)}` did not answer within {timeout:g} s") from err
         try:
-            data = _last_json(done.stdout)
+            data = _first_json(done.stdout)
         except ValueError:
             data = {}
         if done.returncode != 0 or not data.get("success", False):
@@ -401,15 +377,14 @@ class FlwrCli:
         return data
 
     def run_status(self, run_id: int) -> dict[str, Any]:
-        runs = self.call("ls", CONNECTION, "--run-id", str(run_id))["runs"]
-        return runs[0]
+        return self.call("ls", CONNECTION, "--run-id", str(run_id))["runs"][0]
 
     def online_nodes(self) -> int:
         nodes = self.call("supernode", "ls", CONNECTION).get("nodes", [])
         return sum(1 for n in nodes if n.get("status") == "online")
 
 
-# ---------------------------------------------------------------------------- SuperLink observer
+# ---------------------------------------------------------------------------- SuperLink request log
 
 
 def superlink_main() -> None:
@@ -419,18 +394,21 @@ def superlink_main() -> None:
     <flower-superlink args>``. It wraps ``LinkState.store_traffic`` (the one place Flower
     adds to a run's counters; the counting itself is unchanged) and the four Fleet API
     handlers that call it, and appends one JSON line per counted request to
-    ``$FEDCOMP_TRAFFIC_LOG``: kind, node, bytes sent/received, the messages and object
-    ids of PushMessages/PullMessages, the object id, type and size of
-    PushObject/PullObject (and the record names of a ``RecordDict`` object).
+    ``$FEDCOMP_TRAFFIC_LOG``: kind, node, bytes ``sent``/``recv`` as Flower counted them,
+    the message (type, object ids of its tree) of a PullMessages/PushMessages call, the
+    ``objects_to_push`` and the serialized request of a PushMessages call, and the object
+    id, type and size of a PushObject/PullObject call (with the content of a RecordDict).
     """
+    import base64
+
     from flwr.server.superlink.linkstate import in_memory_linkstate
+    from flwr.supercore.constant import HEAD_BODY_DIVIDER, HEAD_VALUE_DIVIDER
+    from flwr.supercore.inflatable.inflatable_object import iterate_object_tree
     from flwr.superlink.cli import flower_superlink
     from flwr.superlink.servicer.fleet import fleet_handlers
 
-    path = os.environ[TRAFFIC_VAR]
-    sink = open(path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives with the process
-    lock = threading.Lock()
-    local = threading.local()
+    sink = open(os.environ[TRAFFIC_VAR], "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives with the process
+    lock, local = threading.Lock(), threading.local()
 
     def emit(record: dict[str, Any]) -> None:
         with lock:
@@ -442,58 +420,35 @@ def superlink_main() -> None:
 
         classes.append(sql_linkstate.SqlLinkState)
     for cls in classes:
-        original = cls.store_traffic
 
-        def store_traffic(self: Any, run_id: int, *, bytes_sent: int, bytes_recv: int, _orig: Any = original) -> None:
+        def store_traffic(self: Any, run_id: int, *, bytes_sent: int, bytes_recv: int, _orig: Any = cls.store_traffic):
             _orig(self, run_id, bytes_sent=bytes_sent, bytes_recv=bytes_recv)
-            calls = getattr(local, "calls", None)
-            if calls is not None:
-                calls.append((int(run_id), int(bytes_sent), int(bytes_recv)))
+            if getattr(local, "calls", None) is not None:
+                local.calls.append((int(run_id), int(bytes_sent), int(bytes_recv)))
             else:
                 emit({"kind": "other", "run_id": str(run_id), "sent": bytes_sent, "recv": bytes_recv})
 
         cls.store_traffic = store_traffic
 
     def messages(protos: Any, trees: Any) -> list[dict[str, Any]]:
-        from flwr.supercore.inflatable.inflatable_object import iterate_object_tree
-
-        out = []
-        for proto, tree in zip(protos, trees):
-            md = proto.metadata
-            out.append(
-                {
-                    "message_id": tree.object_id,
-                    "type": md.message_type,
-                    "src": str(md.src_node_id),
-                    "dst": str(md.dst_node_id),
-                    "reply_to": md.reply_to_message_id,
-                    "group_id": md.group_id,
-                    "has_error": proto.HasField("error"),
-                    "objects": [t.object_id for t in iterate_object_tree(tree)],
-                }
-            )
-        return out
+        return [
+            {"type": p.metadata.message_type, "objects": [t.object_id for t in iterate_object_tree(tree)]}
+            for p, tree in zip(protos, trees)
+        ]
 
     def obj(object_id: str, content: bytes) -> dict[str, Any]:
-        from flwr.supercore.constant import HEAD_BODY_DIVIDER
-
-        head, _, body = content.partition(HEAD_BODY_DIVIDER)
-        parts = head.decode("utf-8", "replace").split(" ")
-        info: dict[str, Any] = {"object_id": object_id, "type": parts[0], "size": len(content)}
-        if parts[0] in ("RecordDict", "Message", "ConfigRecord"):
-            info["raw"] = base64.b64encode(content).decode()
-        if parts[0] == "RecordDict":
-            info["head"] = head.decode("utf-8", "replace")
-            info["refs"] = json.loads(body.decode("utf-8"))
+        kind = content.partition(HEAD_BODY_DIVIDER)[0].split(HEAD_VALUE_DIVIDER.encode())[0].decode()
+        info: dict[str, Any] = {"object_id": object_id, "type": kind, "size": len(content)}
+        if kind == "RecordDict":
+            info["content"] = base64.b64encode(content).decode()
         return info
 
-    import base64
-    b64 = lambda m: base64.b64encode(m.SerializeToString()).decode()
     describe = {
-        "pull_messages": lambda req, res: {"messages": messages(res.messages_list, res.message_object_trees), "req_raw": b64(req), "res_raw": b64(res)},
+        "pull_messages": lambda req, res: {"messages": messages(res.messages_list, res.message_object_trees)},
         "push_messages": lambda req, res: {
             "messages": messages(req.messages_list, req.message_object_trees),
-            "objects_to_push": list(res.objects_to_push), "req_raw": b64(req), "res_raw": b64(res),
+            "objects_to_push": list(res.objects_to_push),
+            "request": base64.b64encode(req.SerializeToString()).decode(),
         },
         "push_object": lambda req, res: obj(req.object_id, req.object_content),
         "pull_object": lambda req, res: obj(req.object_id, res.object_content),
@@ -503,8 +458,7 @@ def superlink_main() -> None:
         original = getattr(fleet_handlers, name)
 
         def handler(*args: Any, **kwargs: Any) -> Any:
-            local.calls = []
-            response = None
+            local.calls, response = [], None
             try:
                 response = original(*args, **kwargs)
                 return response
@@ -533,7 +487,7 @@ def superlink_main() -> None:
 
 
 def read_traffic(path: Path, run_id: int | str) -> list[dict[str, Any]]:
-    """The observer's records of one run."""
+    """The observer's records of one run, in the order the SuperLink counted them."""
     if not path.is_file():
         return []
     records = []
@@ -542,199 +496,235 @@ def read_traffic(path: Path, run_id: int | str) -> list[dict[str, Any]]:
             rec = json.loads(line)
             if rec.get("run_id") == str(run_id):
                 records.append(rec)
-    return records
+    return sorted(records, key=lambda r: r.get("time", 0.0))
 
 
 # ---------------------------------------------------------------------------- reconciliation
 
+#: Non-message traffic the SuperLink counts and the ledger leaves out, by definition.
+NON_MESSAGE = ("query", "acks", "pull_requests", "bookkeeping", "other")
 
-def _stripped_recorddict_size(info: dict[str, Any]) -> int:
-    """Size of a RecordDict object without its ``fedcomp.ledger`` record (as the ledger measures it)."""
-    refs = {k: v for k, v in info["refs"].items() if k != LEDGER_RECORD}
-    body = json.dumps(refs).encode("utf-8")
-    kind, children, _ = info["head"].split(" ")
-    kept = list(dict.fromkeys(refs.values()))
-    children_ids = [c for c in children.split(",") if c in kept] if children else []
-    head = f"{kind} {','.join(children_ids)} {len(body)}".encode()
-    return len(head) + 1 + len(body)
+
+def _recorddict_without_ledger(content: bytes) -> tuple[int, str | None]:
+    """(bytes the ``fedcomp.ledger`` ref adds to a RecordDict object, the ledger record's id).
+
+    Rebuilds the object the way ``RecordDict.deflate`` writes it (JSON refs body, header
+    ``RecordDict <child ids> <body length>``) with and without the ledger ref; the rebuilt
+    full object must equal the logged one byte for byte, or this raises.
+    """
+    from flwr.supercore.constant import HEAD_BODY_DIVIDER, HEAD_VALUE_DIVIDER
+
+    refs = json.loads(content.partition(HEAD_BODY_DIVIDER)[2])
+
+    def deflate(refs: dict[str, str]) -> bytes:
+        body = json.dumps(refs).encode("utf-8")
+        head = HEAD_VALUE_DIVIDER.join(["RecordDict", ",".join(dict.fromkeys(refs.values())), str(len(body))])
+        return head.encode("utf-8") + HEAD_BODY_DIVIDER + body
+
+    if deflate(refs) != content:
+        raise DeploymentError("a logged RecordDict object does not rebuild from its refs (Flower's format changed?)")
+    if LEDGER_RECORD not in refs:
+        return 0, None
+    kept = {k: v for k, v in refs.items() if k != LEDGER_RECORD}
+    return len(content) - len(deflate(kept)), refs[LEDGER_RECORD]
+
+
+def _push_request_extras(request_b64: str, ledger_id: str | None) -> tuple[int, int]:
+    """(bytes the ledger record's subtree adds to a PushMessagesRequest, bytes of its ``node`` field).
+
+    Both measured on the logged request: ``ByteSize()`` minus that of a copy without the
+    subtree (the ledger ConfigRecord under the RecordDict) or without ``node``.
+    """
+    import base64
+
+    from flwr.proto.fleet_pb2 import PushMessagesRequest  # pylint: disable=no-name-in-module
+
+    request = PushMessagesRequest.FromString(base64.b64decode(request_b64))
+    full = request.ByteSize()
+    stripped = PushMessagesRequest()
+    stripped.CopyFrom(request)
+    stripped.ClearField("node")
+    node = full - stripped.ByteSize()
+    if ledger_id is None:
+        return 0, node
+    stripped.CopyFrom(request)
+    for content in stripped.message_object_trees[0].children:  # Message -> RecordDict
+        for child in list(content.children):
+            if child.object_id == ledger_id:
+                content.children.remove(child)
+    return full - stripped.ByteSize(), node
 
 
 @dataclass
-class WireMessage:
-    """One message as the SuperLink moved it."""
+class _Moved:
+    """One message as the SuperLink moved it (Flower 1.42 moves one message per request)."""
 
-    message_id: str
-    direction: str  # down (pulled by a SuperNode) | up (pushed by a SuperNode)
+    direction: str  # down: pulled by a SuperNode | up: pushed by one
     node: str
     type: str
-    reply_to: str
-    objects: list[str]
-    envelope_down: int = 0  # bytes of the request/response counted as outbound
-    envelope_up: int = 0
-    object_bytes: int = 0  # objects actually transferred for it
-    bookkeeping: int = 0  # fedcomp.ledger record and its reference in the RecordDict
-    not_transferred: list[str] = field(default_factory=list)
-    transferred: set[str] = field(default_factory=set)
-    object_set: set[str] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        self.object_set = set(self.objects)
+    envelope: int  # PullMessagesResponse (down) / PushMessagesRequest (up) bytes
+    objects: list[str]  # unique object ids of its tree
+    request: str = ""  # the logged PushMessagesRequest (up)
+    sent: dict[str, int] = field(default_factory=dict)  # objects moved for it -> bytes
+    bookkeeping: int = 0
+    node_field: int = 0
+    dedup_bytes: int = 0
+    dedup_objects: int = 0
+    dedup_unknown: int = 0
 
     @property
-    def model_bytes(self) -> int:
-        return self.object_bytes - self.bookkeeping
+    def model_traffic(self) -> int:
+        """What the ledger's ``wire_bytes`` stands for, as the SuperLink counted it."""
+        return self.envelope + sum(self.sent.values()) - self.bookkeeping + self.dedup_bytes
 
 
-def reconcile(traffic: list[dict[str, Any]], ledger: Any, counters: dict[str, int] | None = None) -> dict[str, Any]:
-    """Split the SuperLink's counted bytes into what the ledger measures and the rest.
+def reconcile(traffic: list[dict[str, Any]], ledger: Any, counters: dict[str, int]) -> dict[str, Any]:
+    """Split the SuperLink's counters into model-message traffic and itemized non-message traffic.
 
-    Parameters
-    ----------
-    traffic
-        The observer's records of the run (:func:`read_traffic`).
-    ledger
-        The run's ledger (DataFrame); its ``recorded_by == "server"`` rows are compared.
-    counters
-        ``{"outbound": ..., "inbound": ...}`` from ``flwr ls``; checked against the log.
+    Every figure comes from the SuperLink's request log (:func:`read_traffic`), request by
+    request as Flower counted it. Per direction (``down`` = the SuperLink's outbound
+    counter, ``up`` = inbound):
 
-    Returns
-    -------
-    dict
-        ``by_direction``: per direction the parts (``model_objects``, ``bookkeeping``,
-        ``query_objects``, ``other_objects``, ``envelopes``) that sum to the SuperLink's
-        figure, the ledger's wire bytes, and ``model_objects`` vs ledger; ``messages``:
-        one row per model message, ledger wire beside the SuperLink's object bytes;
-        ``not_transferred``: objects of a message the SuperLink or SuperNode did not move
-        again (already held), with their size where known.
+    - ``non_message``: ``query`` (the one-off query messages: their envelopes and
+      objects), ``acks`` (PushMessages responses, sent down for every reply push),
+      ``pull_requests`` (PullMessages requests, sent up), ``bookkeeping`` (the
+      ``fedcomp.ledger`` ConfigRecord objects, the bytes its ref adds to the reply's
+      RecordDict object and to the PushMessages request's object tree), ``other`` (any
+      other counted request or object);
+    - ``dedup_bytes``: objects of a model message the SuperLink or SuperNode did not
+      move because it already held them (their size taken from another transfer of the
+      same object id in the run);
+    - ``model_traffic`` = counter − non-message + dedup, compared with the ledger's
+      ``wire_bytes`` (server rows);
+    - ``residual_node_ids``: the ``node`` field of the PushMessages requests of model
+      replies, which ``wire_bytes`` leaves out; ``unexplained_bytes`` = model traffic −
+      residual − ledger must be 0.
+
+    ``per_message``: one row per model message, the SuperLink's bytes beside its ledger row.
     """
-    msgs: dict[str, WireMessage] = {}
-    order: list[WireMessage] = []
-    sizes: dict[str, int] = {}
-    recorddicts: dict[str, dict[str, Any]] = {}
-    latest: dict[tuple[str, str], list[WireMessage]] = defaultdict(list)  # (direction, node) -> messages
-    other = {"down": 0, "up": 0}
+    import base64
+
     logged = {"down": 0, "up": 0}
-    unattributed = {"down": 0, "up": 0}
-
-    for rec in sorted(traffic, key=lambda r: r.get("time", 0.0)):
-        logged["down"] += int(rec["sent"])
-        logged["up"] += int(rec["recv"])
-        kind = rec["kind"]
-        if kind in ("pull_messages", "push_messages"):
-            direction = "down" if kind == "pull_messages" else "up"
-            for i, m in enumerate(rec.get("messages", [])):
-                wm = WireMessage(m["message_id"], direction, rec["node"], m["type"], m["reply_to"], m["objects"])
-                if i == 0:  # one request/response pair, whatever it carried
-                    wm.envelope_down, wm.envelope_up = int(rec["sent"]), int(rec["recv"])
-                if direction == "up":
-                    pushed = set(rec.get("objects_to_push", []))
-                    wm.not_transferred = [o for o in wm.objects if o not in pushed]
-                msgs[wm.message_id] = wm
-                order.append(wm)
-                latest[(direction, rec["node"])].append(wm)
-            if not rec.get("messages"):
-                other["down"] += int(rec["sent"])
-                other["up"] += int(rec["recv"])
+    items = {d: dict.fromkeys(NON_MESSAGE, 0) for d in logged}
+    moved: list[_Moved] = []
+    sizes: dict[str, int] = {}  # object id -> bytes, from any transfer in the run
+    recorddicts: dict[str, bytes] = {}
+    latest: dict[tuple[str, str], list[_Moved]] = defaultdict(list)
+    for rec in traffic:
+        sent, recv, kind, node = int(rec["sent"]), int(rec["recv"]), rec["kind"], rec.get("node", "")
+        logged["down"] += sent
+        logged["up"] += recv
+        if kind in ("pull_messages", "push_messages") and rec.get("messages"):
+            m = rec["messages"][0]
+            down = kind == "pull_messages"
+            msg = _Moved(
+                "down" if down else "up", node, m["type"], sent if down else recv,
+                list(dict.fromkeys(m["objects"])), rec.get("request", ""),
+            )  # fmt: skip
+            moved.append(msg)
+            latest[(msg.direction, node)].append(msg)
+            # the other half of the call: the PullMessages request / the PushMessages ack
+            items["up" if down else "down"]["pull_requests" if down else "acks"] += recv if down else sent
         elif kind in ("pull_object", "push_object"):
-            direction = "down" if kind == "pull_object" else "up"
-            size = int(rec["sent"]) if direction == "down" else int(rec["recv"])
-            oid = rec.get("object_id", "")
-            sizes[oid] = size
-            if rec.get("type") == "RecordDict" and "refs" in rec:
-                recorddicts[oid] = rec
-            owner = next((m for m in reversed(latest[(direction, rec["node"])]) if oid in m.object_set), None)
+            direction, oid = ("down" if kind == "pull_object" else "up"), rec["object_id"]
+            size = sent if direction == "down" else recv
+            sizes.setdefault(oid, size)
+            if "content" in rec:
+                recorddicts[oid] = base64.b64decode(rec["content"])
+            owner = next((m for m in reversed(latest[(direction, node)]) if oid in m.objects), None)
             if owner is None:
-                unattributed[direction] += size
-                continue
-            owner.object_bytes += size
-            owner.transferred.add(oid)
+                items[direction]["other"] += size
+            else:
+                owner.sent[oid] = owner.sent.get(oid, 0) + size
         else:
-            other["down"] += int(rec["sent"])
-            other["up"] += int(rec["recv"])
+            items["down"]["other"] += sent
+            items["up"]["other"] += recv
 
-    for wm in order:
-        if wm.direction == "down":
-            wm.not_transferred = [o for o in dict.fromkeys(wm.objects) if o not in wm.transferred]
-        for oid in wm.transferred:
-            info = recorddicts.get(oid)
-            if info and LEDGER_RECORD in info["refs"]:
-                ledger_id = info["refs"][LEDGER_RECORD]
-                wm.bookkeeping += info["size"] - _stripped_recorddict_size(info)
-                if ledger_id in wm.transferred:
-                    wm.bookkeeping += sizes[ledger_id]
+    for msg in moved:
+        if msg.type not in MODEL_MESSAGE_TYPES:
+            key = "query" if msg.type == "query" else "other"
+            items[msg.direction][key] += msg.envelope + sum(msg.sent.values())
+            continue
+        ledger_id, ref_bytes = None, 0
+        for oid in msg.objects:
+            if oid in recorddicts:
+                ref_bytes, ledger_id = _recorddict_without_ledger(recorddicts[oid])
+                if oid not in msg.sent:
+                    ref_bytes = 0  # not moved: nothing counted to take off
+                break
+        if msg.request:
+            tree_bytes, msg.node_field = _push_request_extras(msg.request, ledger_id)
+            msg.bookkeeping += tree_bytes
+        msg.bookkeeping += ref_bytes + msg.sent.get(ledger_id, 0)
+        for oid in msg.objects:
+            if oid in msg.sent or oid == ledger_id:
+                continue
+            msg.dedup_objects += 1
+            if oid in sizes:
+                ref = _recorddict_without_ledger(recorddicts[oid])[0] if oid in recorddicts else 0
+                msg.dedup_bytes += sizes[oid] - ref
+            else:
+                msg.dedup_unknown += 1
+        items[msg.direction]["bookkeeping"] += msg.bookkeeping
 
-    by_direction: dict[str, dict[str, Any]] = {}
-    server = ledger[ledger["recorded_by"] == "server"] if ledger is not None else None
-    for direction in ("down", "up"):
-        env_key = "envelope_down" if direction == "down" else "envelope_up"
-        mine = [m for m in order if m.direction == direction]
-        # a request/response pair is counted in both directions; attribute each side to its direction
-        envelopes = sum(getattr(m, env_key) for m in order)
-        envelope_detail = {
-            "pull_messages": sum(getattr(m, env_key) for m in order if m.direction == "down"),
-            "push_messages": sum(getattr(m, env_key) for m in order if m.direction == "up"),
-        }
-        model = sum(m.model_bytes for m in mine if m.type in MODEL_MESSAGE_TYPES)
-        parts = {
-            "model_objects": model,
-            "bookkeeping": sum(m.bookkeeping for m in mine),
-            "query_objects": sum(m.object_bytes for m in mine if m.type == "query"),
-            "other_objects": sum(m.object_bytes for m in mine if m.type not in (*MODEL_MESSAGE_TYPES, "query"))
-            + unattributed[direction],
-            "envelopes": envelopes,
-            "other_requests": other[direction],
-        }
-        total = sum(parts.values())
-        ledger_wire = int(server[server["direction"] == direction]["wire_bytes"].sum()) if server is not None else 0
-        not_moved = [(m, o) for m in mine for o in m.not_transferred]
-        by_direction[direction] = {
-            "parts": parts,
+    server = ledger[ledger["recorded_by"] == "server"]
+    out: dict[str, Any] = {"log_matches_counters": logged == {"down": counters["outbound"], "up": counters["inbound"]}}
+    for direction, key in (("down", "outbound"), ("up", "inbound")):
+        mine = [m for m in moved if m.direction == direction]
+        models = [m for m in mine if m.type in MODEL_MESSAGE_TYPES]
+        counter = int(counters[key])
+        wire = int(server[server["direction"] == direction]["wire_bytes"].sum())
+        dedup = sum(m.dedup_bytes for m in models)
+        model = counter - sum(items[direction].values()) + dedup
+        residual = sum(m.node_field for m in models)
+        out[direction] = {
+            "superlink": counter,
             "superlink_logged": logged[direction],
-            "parts_sum": total,
-            "envelopes_by_request": envelope_detail,
-            "ledger_wire": ledger_wire,
-            "model_vs_ledger_bytes": ledger_wire - model,
-            "model_vs_ledger_pct": _pct(ledger_wire - model, model),
-            "not_transferred_objects": len(not_moved),
-            "not_transferred_bytes_known": sum(sizes.get(o, 0) for _, o in not_moved),
+            "ledger_wire": wire,
+            "raw_diff_bytes": wire - counter,
+            "raw_diff_pct": _pct(wire - counter, counter),
+            "non_message": items[direction],
+            "dedup_bytes": dedup,
+            "dedup_objects": sum(m.dedup_objects for m in models),
+            "dedup_objects_size_unknown": sum(m.dedup_unknown for m in models),
+            "model_traffic": model,
+            "model_diff_bytes": wire - model,
+            "model_diff_pct": _pct(wire - model, model),
+            "residual_node_ids": residual,
+            "unexplained_bytes": model - residual - wire,
             "messages": {t: sum(1 for m in mine if m.type == t) for t in sorted({m.type for m in mine})},
         }
-    counters_ok = None
-    if counters is not None:
-        counters_ok = logged["down"] == counters["outbound"] and logged["up"] == counters["inbound"]
-    return {
-        "by_direction": by_direction,
-        "log_matches_counters": counters_ok,
-        "messages": _message_rows(order, server),
-    }
+    out["per_message"] = _message_rows(moved, server)
+    return out
 
 
-def _message_rows(order: list[WireMessage], server: Any) -> list[dict[str, Any]]:
+def _message_rows(moved: list[_Moved], server: Any) -> list[dict[str, Any]]:
     """Model messages in SuperLink order, each beside its ledger row (matched per node and phase)."""
-    rows = []
     queues: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
-    if server is not None:
-        for row in server.sort_values("round", kind="stable").to_dict("records"):
-            queues[(row["direction"], str(row["node_id"]), row["phase"])].append(row)
-    for m in order:
+    for row in server.sort_values("round", kind="stable").to_dict("records"):
+        queues[(row["direction"], str(row["node_id"]), row["phase"])].append(row)
+    rows = []
+    for m in moved:
         if m.type not in MODEL_MESSAGE_TYPES:
             continue
         queue = queues[(m.direction, m.node, m.type)]
-        match = queue.pop(0) if queue else None
+        match = queue.pop(0) if queue else {}
         rows.append(
             {
                 "direction": m.direction,
                 "node_id": m.node,
                 "phase": m.type,
-                "round": int(match["round"]) if match else None,
-                "partition_id": int(match["partition_id"]) if match else None,
-                "ledger_wire": int(match["wire_bytes"]) if match else None,
-                "superlink_objects": m.object_bytes,
+                "round": match.get("round"),
+                "partition_id": match.get("partition_id"),
+                "ledger_wire": match.get("wire_bytes"),
+                "superlink_envelope": m.envelope,
+                "superlink_objects": sum(m.sent.values()),
                 "bookkeeping": m.bookkeeping,
-                "superlink_model_objects": m.model_bytes,
-                "envelope": m.envelope_down + m.envelope_up,
-                "objects": len(set(m.objects)),
-                "not_transferred": len(m.not_transferred),
+                "dedup_bytes": m.dedup_bytes,
+                "model_traffic": m.model_traffic,
+                "node_field": m.node_field,
+                "objects": len(m.objects),
+                "dedup_objects": m.dedup_objects,
             }
         )
     return rows
@@ -744,52 +734,50 @@ def _pct(diff: float, base: float) -> float | None:
     return round(100.0 * diff / base, 3) if base else None
 
 
-def agreement(counters: dict[str, int], ledger: Any) -> dict[str, Any]:
-    """Ledger wire bytes (server rows) vs the SuperLink's counters, per direction."""
+def raw_agreement(counters: dict[str, int], ledger: Any) -> dict[str, Any]:
+    """Ledger wire bytes (server rows) vs the SuperLink's counters, per direction (no request log)."""
     server = ledger[ledger["recorded_by"] == "server"]
     out = {}
     for direction, key in (("down", "outbound"), ("up", "inbound")):
-        wire = int(server[server["direction"] == direction]["wire_bytes"].sum())
-        link = int(counters[key])
+        wire, link = int(server[server["direction"] == direction]["wire_bytes"].sum()), int(counters[key])
         out[direction] = {
             "superlink": link,
-            "superlink_counter": f"{key}-bytes",
             "ledger_wire": wire,
-            "diff_bytes": wire - link,
-            "diff_pct": _pct(wire - link, link),
+            "raw_diff_bytes": wire - link,
+            "raw_diff_pct": _pct(wire - link, link),
         }
     return out
 
 
 def format_report(record: dict[str, Any]) -> str:
-    """The lines the recipe prints about traffic agreement."""
+    """The lines the recipe prints about the traffic agreement."""
     lines = [f"deployment: {record['status']} (flwr run id {record.get('flwr_run_id')})"]
     if record.get("reason"):
         lines.append(f"  reason: {record['reason']}")
     agree = record.get("agreement")
     if agree:
-        lines.append("  SuperLink counters (flwr ls) vs ledger wire_bytes (server rows):")
-        for direction, label in (("down", "outbound"), ("up", "inbound ")):
+        lines.append("  SuperLink counters (flwr ls) vs ledger wire_bytes (server rows); diff = ledger - SuperLink:")
+        for direction, label in (("down", "outbound"), ("up", "inbound")):
             a = agree[direction]
             lines.append(
-                f"    {direction:<4} SuperLink {label} {a['superlink']:>12,} B | ledger {a['ledger_wire']:>12,} B"
-                f" | diff {a['diff_bytes']:>+10,} B ({a['diff_pct']:+.2f}%)"
+                f"    {direction:<4} raw   {label:<8} {a['superlink']:>12,} B vs ledger {a['ledger_wire']:>12,} B:"
+                f" {a['raw_diff_bytes']:>+9,} B ({_fmt_pct(a['raw_diff_pct'])})"
             )
-    rec = record.get("reconciliation")
-    if rec:
-        lines.append("  SuperLink bytes by what they carried (from the SuperLink's request log):")
-        for direction in ("down", "up"):
-            d = rec["by_direction"][direction]
-            p = d["parts"]
+            if "model_traffic" not in a:
+                continue
+            n = a["non_message"]
             lines.append(
-                f"    {direction:<4} model-message objects {p['model_objects']:,} B vs ledger {d['ledger_wire']:,} B"
-                f" ({_fmt_pct(d['model_vs_ledger_pct'])}); envelopes {p['envelopes']:,} B;"
-                f" query {p['query_objects']:,} B; fedcomp.ledger record {p['bookkeeping']:,} B;"
-                f" other {p['other_objects'] + p['other_requests']:,} B;"
-                f" objects not re-sent {d['not_transferred_objects']}"
+                f"         non-message: query {n['query']:,}, acks {n['acks']:,}, PullMessages requests "
+                f"{n['pull_requests']:,}, fedcomp.ledger {n['bookkeeping']:,}, other {n['other']:,};"
+                f" not re-sent +{a['dedup_bytes']:,} ({a['dedup_objects']} objects)"
             )
-        if rec.get("log_matches_counters") is not None:
-            lines.append(f"    request log sums to the counters exactly: {rec['log_matches_counters']}")
+            lines.append(
+                f"         model traffic  {a['model_traffic']:>12,} B vs ledger {a['ledger_wire']:>12,} B:"
+                f" {a['model_diff_bytes']:>+9,} B ({_fmt_pct(a['model_diff_pct'])}); node ids in PushMessages"
+                f" requests {a['residual_node_ids']:,} B, unexplained {a['unexplained_bytes']:,} B"
+            )
+        if "log_matches_counters" in agree:
+            lines.append(f"    request log sums to the counters exactly: {agree['log_matches_counters']}")
     if record.get("leftover_pids"):
         lines.append(f"  WARNING: processes still alive after stopping: {record['leftover_pids']}")
     return "\n".join(lines)
@@ -859,17 +847,14 @@ def deploy(cfg: dict[str, Any], echo: Any = print) -> dict[str, Any]:
         record["status"] = "incomplete"
         record["reason"] = record.get("reason") or _reason(err)
     finally:
-        leftovers = fed.close()
+        record["leftover_pids"] = fed.close()
         record.update(fed.describe())
-        record["leftover_pids"] = leftovers
         _finish_record(record, output_dir)
         echo(format_report(record))
-    if error is not None:
-        if isinstance(error, DeploymentError):
-            raise error
+    if isinstance(error, DeploymentError):
+        raise error
+    if error is not None or record["status"] != "complete":
         raise DeploymentError(record["reason"]) from error
-    if record["status"] != "complete":
-        raise DeploymentError(record["reason"])
     return record
 
 
@@ -888,8 +873,8 @@ def _child_env(home: Path) -> dict[str, str]:
     from fedcomp.engine import QUIET_ENV
 
     env = {**os.environ, **QUIET_ENV, **DEPLOY_ENV, "FLWR_HOME": str(home)}
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")  # Flower starts flower-superexec by name
+    # Flower starts flower-superexec by name
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.pop(TRAFFIC_VAR, None)
     return env
 
@@ -942,71 +927,59 @@ class LocalFederation:
         """Start (or reach) the SuperLink, start the SuperNodes, wait until all are online."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         engine = self.engine
-        startup_timeout = float(_engine_value(engine, "startup_timeout", 120))
+        timeout = float(_engine_value(engine, "startup_timeout", 120))
         external = engine.get("superlink_address")
         # pick every free port at once, so that none is handed out twice
         configured = {int(p) for p in [engine.get("superlink_port"), *(engine.get("supernode_ports") or [])] if p}
         spare = [p for p in free_ports(self.host, 2 * (self.num_nodes + 1)) if p not in configured]
+        link_proc = None
         if external:
             link_host, link_port = split_address(external)
-            address = f"{link_host}:{link_port}"
-            self.superlink = {"address": address, "started_by_fedcomp": False}
-            self.flwr = FlwrCli(self.home, address, self.procs.env)
-            self._wait_superlink(link_host, link_port, None, startup_timeout)
+            self.superlink = {"address": f"{link_host}:{link_port}", "started_by_fedcomp": False}
         else:
-            link_port = engine.get("superlink_port")
-            if link_port is None:
-                link_port = spare.pop()
-            elif port_in_use(self.host, int(link_port)):
+            link_host, link_port = self.host, int(engine.get("superlink_port") or spare.pop())
+            if engine.get("superlink_port") and port_in_use(self.host, link_port):
                 raise DeploymentError(
                     f"engine.superlink_port={link_port}: port {self.host}:{link_port} is already in use"
                 )
-            address = f"{self.host}:{link_port}"
             link_args = ["--insecure", "--host", self.host, "--port", str(link_port)]
-            extra_env = {}
+            argv, extra_env = [_bin("flower-superlink"), *link_args], {}
             if _engine_value(engine, "traffic_log", True):
                 self.traffic_path = self.log_dir / TRAFFIC_FILE
                 self.traffic_path.unlink(missing_ok=True)
                 extra_env[TRAFFIC_VAR] = str(self.traffic_path)
                 argv = [sys.executable, "-c", "from fedcomp.deploy import superlink_main; superlink_main()", *link_args]
-            else:
-                argv = [_bin("flower-superlink"), *link_args]
-            proc = self.procs.start("superlink", argv, env=extra_env, cwd=self.home)
-            self.superlink = {"address": address, "started_by_fedcomp": True, "pid": proc.pid}
-            self.echo(f"deployment: SuperLink on {address} (pid {proc.pid}), logs in {self.log_dir}")
-            self.flwr = FlwrCli(self.home, address, self.procs.env)
-            link = (self.host, int(link_port), proc)
-        if not _engine_value(engine, "start_supernodes", True):
-            if not external:
-                self._wait_superlink(*link, startup_timeout)
-            return
+            link_proc = self.procs.start("superlink", argv, env=extra_env, cwd=self.home)
+            self.superlink = {"address": f"{link_host}:{link_port}", "started_by_fedcomp": True, "pid": link_proc.pid}
+            self.echo(f"deployment: SuperLink on {link_host}:{link_port} (pid {link_proc.pid}), logs in {self.log_dir}")
+        address = self.superlink["address"]
+        self.flwr = FlwrCli(self.home, address, self.procs.env)
+        if external or not _engine_value(engine, "start_supernodes", True):
+            self._wait_superlink(link_host, link_port, link_proc, timeout)
+            if not _engine_value(engine, "start_supernodes", True):
+                return
         node_ports = engine.get("supernode_ports") or spare[: self.num_nodes]
         for port in node_ports:
             if port_in_use(self.host, int(port)):
                 raise DeploymentError(f"engine.supernode_ports: port {self.host}:{port} is already in use")
-        for pid in range(self.num_nodes):
+        for i, port in enumerate(node_ports):
             argv = [
-                _bin("flower-supernode"),
-                "--insecure",
-                "--superlink", address,
-                "--host", self.host,
-                "--port", str(node_ports[pid]),
-                "--node-config", f"partition-id={pid} num-partitions={self.num_nodes}",
+                _bin("flower-supernode"), "--insecure", "--superlink", address, "--host", self.host,
+                "--port", str(port), "--node-config", f"partition-id={i} num-partitions={self.num_nodes}",
             ]  # fmt: skip
-            node = self.procs.start(f"supernode-{pid}", argv, cwd=self.home)
-            self.echo(f"deployment: SuperNode partition-id={pid} (pid {node.pid}, runtime port {node_ports[pid]})")
+            node = self.procs.start(f"supernode-{i}", argv, cwd=self.home)
+            self.echo(f"deployment: SuperNode partition-id={i} (pid {node.pid}, runtime port {port})")
         if not external:  # the SuperNodes start (and retry connecting) while the SuperLink comes up
-            self._wait_superlink(*link, startup_timeout)
-        self._wait_nodes(startup_timeout)
+            self._wait_superlink(link_host, link_port, link_proc, timeout)
+        self._wait_nodes(timeout)
 
     def close(self) -> list[int]:
         """Stop every process started (SIGTERM, then SIGKILL); the PIDs still alive after."""
-        if self.closed:
-            return self._leftovers
-        with ignore_signals():
-            self._leftovers = self.procs.stop_all()
-            shutil.rmtree(self.home, ignore_errors=True)
-        self.closed = True
+        if not self.closed:
+            with ignore_signals():
+                self._leftovers = self.procs.stop_all()
+                shutil.rmtree(self.home, ignore_errors=True)
+            self.closed = True
         return self._leftovers
 
     def describe(self) -> dict[str, Any]:
@@ -1020,8 +993,7 @@ class LocalFederation:
     def _wait_superlink(self, host: str, port: int, proc: Started | None, timeout: float) -> None:
         """Until the SuperLink answers ``flwr ls``; DeploymentError when it exits or times out."""
         assert self.flwr is not None
-        deadline = time.monotonic() + timeout
-        last = ""
+        deadline, last = time.monotonic() + timeout, ""
         while time.monotonic() < deadline:
             if proc is not None and proc.popen.poll() is not None:
                 raise DeploymentError(
@@ -1043,8 +1015,7 @@ class LocalFederation:
 
     def _wait_nodes(self, timeout: float) -> None:
         assert self.flwr is not None
-        deadline = time.monotonic() + timeout
-        online = 0
+        deadline, online = time.monotonic() + timeout, 0
         while time.monotonic() < deadline:
             self._check_alive()
             online = self.flwr.online_nodes()
@@ -1056,8 +1027,8 @@ class LocalFederation:
         )
 
     def _check_alive(self) -> None:
-        for proc in self.procs.exited():
-            if proc.critical:
+        for proc in self.procs.started:
+            if proc.critical and proc.popen.poll() is not None:
                 raise DeploymentError(
                     f"{proc.name} (pid {proc.pid}) exited with code {proc.popen.returncode} before the run "
                     f"finished; last lines of {proc.log_path}:\n{log_tail(proc.log_path)}"
@@ -1075,7 +1046,6 @@ class LocalFederation:
             raise DeploymentError("the federation is not started (call start() first)")
         output_dir = Path(cfg["output_dir"]).resolve()
         output_dir.mkdir(parents=True, exist_ok=True)
-        run_cfg = {**cfg, "output_dir": str(output_dir)}  # the ServerApp runs elsewhere: absolute path
         record: dict[str, Any] = {
             "status": "incomplete",
             "reason": "",
@@ -1088,18 +1058,16 @@ class LocalFederation:
         started = time.monotonic()
         run_id: int | None = None
         try:
-            run_id = self._submit(run_cfg)
+            run_id = self._submit({**cfg, "output_dir": str(output_dir)})  # the ServerApp runs elsewhere
             record["flwr_run_id"] = str(run_id)
             self.echo(f"deployment: flwr run id {run_id}; waiting for it to finish (polling flwr ls)")
             final = self._wait(run_id)
             record["run_status"] = final.get("status")
-            counters = {
-                "inbound": int(final["network-traffic"]["inbound-bytes"]),
-                "outbound": int(final["network-traffic"]["outbound-bytes"]),
-            }
-            record["superlink_counters"] = counters
             record["compute_time"] = final.get("compute-time")
-            self._measure(record, output_dir, counters, run_id)
+            traffic = final["network-traffic"]
+            counters = {"outbound": int(traffic["outbound-bytes"]), "inbound": int(traffic["inbound-bytes"])}
+            record["superlink_counters"] = counters
+            record["agreement"] = self._measure(output_dir, counters, run_id)
             record["status"] = "complete"
         except BaseException as err:
             record["reason"] = _reason(err)
@@ -1139,26 +1107,23 @@ class LocalFederation:
             f"serverapp-{run_id}", [self.flwr.exe, "log", str(run_id), CONNECTION, "--stream"],
             cwd=self.home, critical=False,
         )  # fmt: skip
-        progress = _Progress(stream.log_path, self.echo)
-        next_poll, stream_seen_done = 0.0, False
+        echoed, next_poll, stream_was_done = 0, 0.0, False
         while True:
-            progress.show()
+            echoed = _echo_rounds(stream.log_path, echoed, self.echo)
             stream_done = stream.popen.poll() is not None
-            if time.monotonic() >= next_poll or (stream_done and not stream_seen_done):
-                stream_seen_done = stream_done
-                next_poll = time.monotonic() + interval
+            if time.monotonic() >= next_poll or stream_done != stream_was_done:
+                stream_was_done, next_poll = stream_done, time.monotonic() + interval
                 status = self.flwr.run_status(run_id)
                 self.procs.remember_descendants()
                 state = str(status.get("status", ""))
                 if state.startswith("finished"):
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         stream.popen.wait(timeout=5)
-                    progress.show()
+                    _echo_rounds(stream.log_path, echoed, self.echo)
                     if state != "finished:completed":
-                        detail = status.get("status-details") or ""
                         raise DeploymentError(
-                            f"flwr run {run_id} ended as {state!r} {detail}; last lines of the ServerApp log:\n"
-                            f"{log_tail(stream.log_path)}"
+                            f"flwr run {run_id} ended as {state!r} {status.get('status-details') or ''}; "
+                            f"last lines of the ServerApp log:\n{log_tail(stream.log_path)}"
                         )
                     return status
             self._check_alive()
@@ -1182,39 +1147,33 @@ class LocalFederation:
                 self.flwr.call("stop", str(run_id), CONNECTION, timeout=30)
                 record["run_status"] = "stopped by fedcomp"
 
-    def _measure(self, record: dict[str, Any], output_dir: Path, counters: dict[str, int], run_id: int) -> None:
+    def _measure(self, output_dir: Path, counters: dict[str, int], run_id: int) -> dict[str, Any]:
         import pandas as pd
 
         from fedcomp.results import LEDGER_FILE
 
-        ledger_path = output_dir / LEDGER_FILE
-        if not ledger_path.is_file():
-            raise DeploymentError(f"the run finished but {ledger_path} is missing")
-        ledger = pd.read_parquet(ledger_path)
-        record["agreement"] = agreement(counters, ledger)
-        if self.traffic_path is not None:
-            record["reconciliation"] = reconcile(read_traffic(self.traffic_path, run_id), ledger, counters)
+        if not (output_dir / LEDGER_FILE).is_file():
+            raise DeploymentError(f"the run finished but {output_dir / LEDGER_FILE} is missing")
+        ledger = pd.read_parquet(output_dir / LEDGER_FILE)
+        if self.traffic_path is None:
+            return raw_agreement(counters, ledger)
+        return reconcile(read_traffic(self.traffic_path, run_id), ledger, counters)
 
 
-class _Progress:
-    """Echo the ServerApp's per-round lines as they appear in its log."""
-
-    def __init__(self, path: Path, echo: Any) -> None:
-        self.path, self.echo, self.offset = path, echo, 0
-
-    def show(self) -> None:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except OSError:
-            return
-        end = data.rfind(b"\n") + 1
-        self.offset += end
-        for line in data[:end].decode("utf-8", "replace").splitlines():
-            text = line.strip()
-            if text.startswith("round ") and "/" in text.split()[1]:
-                self.echo("  " + text)
+def _echo_rounds(path: Path, offset: int, echo: Any) -> int:
+    """Echo the ServerApp's per-round lines written to ``path`` after ``offset``; the new offset."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except OSError:
+        return offset
+    end = data.rfind(b"\n") + 1
+    for line in data[:end].decode("utf-8", "replace").splitlines():
+        text = line.strip()
+        if text.startswith("round ") and "/" in text.split()[1]:
+            echo("  " + text)
+    return offset + end
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -1230,9 +1189,9 @@ def main() -> None:
     if not any(arg.split("=")[0].lstrip("+~") == "engine" for arg in sys.argv[1:]):
         sys.argv.insert(1, "engine=deployment")
 
-    @hydra.main(
-        config_path=str(Path(__file__).resolve().parent.parent / "conf"), config_name="config", version_base=None
-    )
+    conf = str(Path(__file__).resolve().parent.parent / "conf")
+
+    @hydra.main(config_path=conf, config_name="config", version_base=None)
     def _run(cfg: DictConfig) -> None:
         from fedcomp.run import execute
 
