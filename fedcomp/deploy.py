@@ -529,30 +529,26 @@ def _recorddict_without_ledger(content: bytes) -> tuple[int, str | None]:
     return len(content) - len(deflate(kept)), refs[LEDGER_RECORD]
 
 
-def _push_request_extras(request_b64: str, ledger_id: str | None) -> tuple[int, int]:
-    """(bytes the ledger record's subtree adds to a PushMessagesRequest, bytes of its ``node`` field).
+def _ledger_subtree_bytes(request_b64: str, ledger_id: str | None) -> int:
+    """Bytes the ledger record's subtree adds to a logged PushMessagesRequest.
 
-    Both measured on the logged request: ``ByteSize()`` minus that of a copy without the
-    subtree (the ledger ConfigRecord under the RecordDict) or without ``node``.
+    ``ByteSize()`` of the request minus that of a copy without the subtree (the ledger
+    ConfigRecord under the RecordDict).
     """
     import base64
 
     from flwr.proto.fleet_pb2 import PushMessagesRequest  # pylint: disable=no-name-in-module
 
-    request = PushMessagesRequest.FromString(base64.b64decode(request_b64))
-    full = request.ByteSize()
-    stripped = PushMessagesRequest()
-    stripped.CopyFrom(request)
-    stripped.ClearField("node")
-    node = full - stripped.ByteSize()
     if ledger_id is None:
-        return 0, node
+        return 0
+    request = PushMessagesRequest.FromString(base64.b64decode(request_b64))
+    stripped = PushMessagesRequest()
     stripped.CopyFrom(request)
     for content in stripped.message_object_trees[0].children:  # Message -> RecordDict
         for child in list(content.children):
             if child.object_id == ledger_id:
                 content.children.remove(child)
-    return full - stripped.ByteSize(), node
+    return request.ByteSize() - stripped.ByteSize()
 
 
 @dataclass
@@ -567,7 +563,6 @@ class _Moved:
     request: str = ""  # the logged PushMessagesRequest (up)
     sent: dict[str, int] = field(default_factory=dict)  # objects moved for it -> bytes
     bookkeeping: int = 0
-    node_field: int = 0
     dedup_bytes: int = 0
     dedup_objects: int = 0
     dedup_unknown: int = 0
@@ -596,9 +591,7 @@ def reconcile(traffic: list[dict[str, Any]], ledger: Any, counters: dict[str, in
       same object id in the run);
     - ``model_traffic`` = counter − non-message + dedup, compared with the ledger's
       ``wire_bytes`` (server rows);
-    - ``residual_node_ids``: the ``node`` field of the PushMessages requests of model
-      replies, which ``wire_bytes`` leaves out; ``unexplained_bytes`` = model traffic −
-      residual − ledger must be 0.
+    - ``unexplained_bytes`` = model traffic − ledger, 0 when every byte is accounted for.
 
     ``per_message``: one row per model message, the SuperLink's bytes beside its ledger row.
     """
@@ -653,8 +646,7 @@ def reconcile(traffic: list[dict[str, Any]], ledger: Any, counters: dict[str, in
                     ref_bytes = 0  # not moved: nothing counted to take off
                 break
         if msg.request:
-            tree_bytes, msg.node_field = _push_request_extras(msg.request, ledger_id)
-            msg.bookkeeping += tree_bytes
+            msg.bookkeeping += _ledger_subtree_bytes(msg.request, ledger_id)
         msg.bookkeeping += ref_bytes + msg.sent.get(ledger_id, 0)
         for oid in msg.objects:
             if oid in msg.sent or oid == ledger_id:
@@ -667,22 +659,16 @@ def reconcile(traffic: list[dict[str, Any]], ledger: Any, counters: dict[str, in
                 msg.dedup_unknown += 1
         items[msg.direction]["bookkeeping"] += msg.bookkeeping
 
-    server = ledger[ledger["recorded_by"] == "server"]
-    out: dict[str, Any] = {"log_matches_counters": logged == {"down": counters["outbound"], "up": counters["inbound"]}}
-    for direction, key in (("down", "outbound"), ("up", "inbound")):
+    out = raw_agreement(counters, ledger)
+    out["log_matches_counters"] = logged == {"down": counters["outbound"], "up": counters["inbound"]}
+    for direction in ("down", "up"):
         mine = [m for m in moved if m.direction == direction]
         models = [m for m in mine if m.type in MODEL_MESSAGE_TYPES]
-        counter = int(counters[key])
-        wire = int(server[server["direction"] == direction]["wire_bytes"].sum())
+        wire = out[direction]["ledger_wire"]
         dedup = sum(m.dedup_bytes for m in models)
-        model = counter - sum(items[direction].values()) + dedup
-        residual = sum(m.node_field for m in models)
-        out[direction] = {
-            "superlink": counter,
+        model = out[direction]["superlink"] - sum(items[direction].values()) + dedup
+        out[direction] |= {
             "superlink_logged": logged[direction],
-            "ledger_wire": wire,
-            "raw_diff_bytes": wire - counter,
-            "raw_diff_pct": _pct(wire - counter, counter),
             "non_message": items[direction],
             "dedup_bytes": dedup,
             "dedup_objects": sum(m.dedup_objects for m in models),
@@ -690,11 +676,10 @@ def reconcile(traffic: list[dict[str, Any]], ledger: Any, counters: dict[str, in
             "model_traffic": model,
             "model_diff_bytes": wire - model,
             "model_diff_pct": _pct(wire - model, model),
-            "residual_node_ids": residual,
-            "unexplained_bytes": model - residual - wire,
+            "unexplained_bytes": model - wire,
             "messages": {t: sum(1 for m in mine if m.type == t) for t in sorted({m.type for m in mine})},
         }
-    out["per_message"] = _message_rows(moved, server)
+    out["per_message"] = _message_rows(moved, ledger[ledger["recorded_by"] == "server"])
     return out
 
 
@@ -722,7 +707,6 @@ def _message_rows(moved: list[_Moved], server: Any) -> list[dict[str, Any]]:
                 "bookkeeping": m.bookkeeping,
                 "dedup_bytes": m.dedup_bytes,
                 "model_traffic": m.model_traffic,
-                "node_field": m.node_field,
                 "objects": len(m.objects),
                 "dedup_objects": m.dedup_objects,
             }
@@ -735,7 +719,7 @@ def _pct(diff: float, base: float) -> float | None:
 
 
 def raw_agreement(counters: dict[str, int], ledger: Any) -> dict[str, Any]:
-    """Ledger wire bytes (server rows) vs the SuperLink's counters, per direction (no request log)."""
+    """Ledger wire bytes (server rows) vs the SuperLink's counters, per direction."""
     server = ledger[ledger["recorded_by"] == "server"]
     out = {}
     for direction, key in (("down", "outbound"), ("up", "inbound")):
@@ -773,8 +757,7 @@ def format_report(record: dict[str, Any]) -> str:
             )
             lines.append(
                 f"         model traffic  {a['model_traffic']:>12,} B vs ledger {a['ledger_wire']:>12,} B:"
-                f" {a['model_diff_bytes']:>+9,} B ({_fmt_pct(a['model_diff_pct'])}); node ids in PushMessages"
-                f" requests {a['residual_node_ids']:,} B, unexplained {a['unexplained_bytes']:,} B"
+                f" {a['model_diff_bytes']:>+9,} B ({_fmt_pct(a['model_diff_pct'])})"
             )
         if "log_matches_counters" in agree:
             lines.append(f"    request log sums to the counters exactly: {agree['log_matches_counters']}")

@@ -6,8 +6,7 @@ few seconds each. Each end-to-end run checks the traffic reconciliation of
 ``deployment.json`` (see ``docs/deployment.md``): the model traffic (the SuperLink's
 counters minus the itemized non-message traffic, plus objects not re-sent) within 2% of
 the ledger's ``wire_bytes`` per direction, and the raw counters equal to ledger +
-itemized to the byte, up to the one documented residual (the SuperNode's node id in each
-PushMessages request, which ``wire_bytes`` leaves out: 4-13 B per reply).
+itemized to the byte.
 """
 
 from __future__ import annotations
@@ -73,17 +72,15 @@ def _check_run(run_dir: Path, record: dict, compressor: str) -> None:
     agree = saved["agreement"]
     # the SuperLink's request log is Flower's own counting, request by request
     assert agree["log_matches_counters"] is True
-    replies = 4
     for direction, key in (("down", "outbound"), ("up", "inbound")):
         d = agree[direction]
         assert d["superlink"] == d["superlink_logged"] == counters[key] > 0
         assert d["ledger_wire"] == server[server["direction"] == direction]["wire_bytes"].sum()
         assert d["messages"] == {"query": 2, "train": 4}
         assert d["dedup_objects_size_unknown"] == 0
-        # raw counters = ledger + itemized non-message traffic - objects not re-sent + the
-        # node ids of the reply pushes (wire_bytes leaves node ids out): to the byte
+        # raw counters = ledger + itemized non-message traffic - objects not re-sent: to the byte
         items = d["non_message"]
-        assert d["superlink"] == d["ledger_wire"] + sum(items.values()) - d["dedup_bytes"] + d["residual_node_ids"]
+        assert d["superlink"] == d["ledger_wire"] + sum(items.values()) - d["dedup_bytes"]
         assert d["unexplained_bytes"] == 0
         # model traffic (counters minus the itemized non-message bytes, plus what dedup saved)
         assert d["model_traffic"] == d["superlink"] - sum(items.values()) + d["dedup_bytes"]
@@ -94,17 +91,15 @@ def _check_run(run_dir: Path, record: dict, compressor: str) -> None:
     assert down["non_message"]["pull_requests"] == down["non_message"]["bookkeeping"] == 0
     assert up["non_message"]["pull_requests"] > 0 and up["non_message"]["query"] > 0
     assert up["non_message"]["bookkeeping"] > 0 and up["non_message"]["acks"] == 0
-    # a downlink message is pulled whole by its SuperNode: exact, no residual
-    assert down["dedup_objects"] == 0 and down["model_diff_bytes"] == 0 and down["residual_node_ids"] == 0
-    # the residual is the varint node id of each PushMessages request: 3 B + 1..10 B per reply
-    assert 4 * replies <= up["residual_node_ids"] <= 13 * replies
-    # per message: SuperLink envelope + objects - bookkeeping + not re-sent = ledger wire (+ node id up)
+    # model traffic equals the ledger to the byte in both directions
+    assert down["dedup_objects"] == 0 and down["model_diff_bytes"] == 0 and up["model_diff_bytes"] == 0
+    # per message: SuperLink envelope + objects - bookkeeping + not re-sent = ledger wire
     rows = agree["per_message"]
     assert len(rows) == 8 and sorted(r["round"] for r in rows) == [1, 1, 1, 1, 2, 2, 2, 2]
     for row in rows:
-        assert row["model_traffic"] - row["node_field"] == row["ledger_wire"], row
+        assert row["model_traffic"] == row["ledger_wire"], row
         if row["direction"] == "up":
-            assert row["bookkeeping"] > 0 and 4 <= row["node_field"] <= 13, row
+            assert row["bookkeeping"] > 0, row
     for direction in ("down", "up"):
         assert sum(r["model_traffic"] for r in rows if r["direction"] == direction) == agree[direction]["model_traffic"]
 

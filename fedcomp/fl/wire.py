@@ -9,7 +9,7 @@ pushed or pulled once per unique SHA-256 object id::
 
 plus a fleet-API *envelope* that announces the message in its direction of travel: its
 metadata and the tree of object ids (the ``PullMessagesResponse`` entry for a message to a
-client, the ``PushMessagesRequest`` for a reply).
+client, the ``PushMessagesRequest`` — with the sending node's id — for a reply).
 
 What is counted
     ``len(deflate())`` of every *unique* object of the tree — object headers (type,
@@ -21,7 +21,7 @@ What is counted
     counted at their deployment length (64-hex object ids; the simulation engine uses
     shorter UUIDs).
 What is not counted
-    HTTP/gRPC framing and TLS; node ids, session ids and heartbeats; control traffic
+    HTTP/gRPC framing and TLS; session ids and heartbeats; control traffic
     that is not a message (the SuperLink's ``PushMessagesResponse`` acknowledgement, which
     lists the object ids it still needs and travels down); fedcomp's own
     bookkeeping record (``fedcomp.ledger``); objects the SuperLink already holds from an
@@ -41,6 +41,7 @@ from flwr.proto.fleet_pb2 import (  # pylint: disable=no-name-in-module
 )
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
 from flwr.proto.message_pb2 import ObjectTree  # pylint: disable=no-name-in-module
+from flwr.proto.node_pb2 import Node  # pylint: disable=no-name-in-module
 from flwr.supercore.constant import HEAD_BODY_DIVIDER, HEAD_VALUE_DIVIDER
 from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects, get_object_tree
 
@@ -88,7 +89,10 @@ def envelope_bytes(message: Message, content: RecordDict | None) -> int:
     if not message.metadata.reply_to_message_id:  # server -> client: pulled by the SuperNode
         return PullMessagesResponse(messages_list=[proto], message_object_trees=[tree]).ByteSize()
     return PushMessagesRequest(
-        messages_list=[proto], message_object_trees=[tree], clientapp_runtime_list=[0.0]
+        node=Node(node_id=message.metadata.src_node_id),
+        messages_list=[proto],
+        message_object_trees=[tree],
+        clientapp_runtime_list=[0.0],
     ).ByteSize()
 
 
