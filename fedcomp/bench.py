@@ -1549,45 +1549,172 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
+def _ensure_task_identity() -> None:
+    """Flower 1.42 builds a Message only inside a task; give this process a dummy one
+    (as ``tests/conftest.py`` does) when it has none."""
+    from flwr.supercore.task_identity import TaskIdentity
+
+    if getattr(TaskIdentity, "_task_id", None) is None:
+        TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 42, 1
+
+
 def wire_cost(repeats: int = 5) -> dict[str, Any]:
-    """Seconds per ``wire_bytes`` of a full-model message (MNIST, Pythia-14M), and a profile.
+    """Seconds per ``fedcomp.fl.wire.wire_bytes`` of a full-model train message (MNIST,
+    Pythia-14M), a profile, and the same call inside Flower's
+    ``no_object_id_recompute()`` context (prototype fix: same result).
 
-    Measured on fresh records each time (Flower caches object ids on clean objects; in a
-    run each side measures objects it has not hashed yet: Ray hands every process copies).
+    Each call gets a fresh message (in a run every process measures objects it has not
+    hashed yet: Ray hands each process copies); ``again`` re-measures the same message.
     """
-    from flwr.app import Message, RecordDict  # noqa: F401  (import check)
+    from flwr.app import ConfigRecord, Message
+    from flwr.app.message_type import MessageType
+    from flwr.supercore.inflatable.inflatable_object import no_object_id_recompute
 
-    from fedcomp.fl.records import pack
-    from fedcomp.fl.wire import content_wire_bytes
+    from fedcomp.fl import records
+    from fedcomp.fl.wire import wire_bytes
     from fedcomp.transforms.base import Encoded
+
+    _ensure_task_identity()
+
+    def fast(message: Any) -> int:
+        with no_object_id_recompute():
+            return wire_bytes(message)
 
     out: dict[str, Any] = {}
     for task in ("mnist", "pythia14m"):
         state = model_state(task)
         dense = int(sum(a.nbytes for a in state.values()))
-        times, cached = [], []
-        size = 0
-        for _ in range(repeats + 1):
-            content = pack(Encoded({k: v.copy() for k, v in state.items()}, {}), dense)
-            start = _now()
-            size = content_wire_bytes(content)
-            times.append(_now() - start)
-            start = _now()
-            content_wire_bytes(content)
-            cached.append(_now() - start)
-        out[task] = {"dense_bytes": dense, "wire_bytes": size, "fresh_s": _median(times[1:]),
-                     "cached_s": _median(cached[1:]),
-                     "fresh_gbps": dense / _median(times[1:]) / 1e9}
+
+        def message(state: Tensors = state, dense: int = dense) -> Any:
+            content = records.pack(Encoded({k: v.copy() for k, v in state.items()}, {}), dense)
+            content[records.CONFIG] = ConfigRecord({"server-round": 1})
+            return Message(content, 1, MessageType.TRAIN)
+
+        entry: dict[str, Any] = {"dense_bytes": dense}
+        n = repeats if task == "pythia14m" else 10 * repeats
+        for label, fn in (("current", wire_bytes), ("no_object_id_recompute", fast)):
+            fresh, again = [], []
+            size = 0
+            for _ in range(n + 1):
+                msg = message()
+                start = _now()
+                size = fn(msg)
+                fresh.append(_now() - start)
+                start = _now()
+                fn(msg)
+                again.append(_now() - start)
+            entry[label] = {"wire_bytes": size, "fresh_s": _median(fresh[1:]), "again_s": _median(again[1:]),
+                            "fresh_gbps": dense / _median(fresh[1:]) / 1e9}
+        entry["same_result"] = entry["current"]["wire_bytes"] == entry["no_object_id_recompute"]["wire_bytes"]
+        out[task] = entry
         if task == "pythia14m":
-            content = pack(Encoded({k: v.copy() for k, v in state.items()}, {}), dense)
+            msg = message()
             prof = cProfile.Profile()
             prof.enable()
-            content_wire_bytes(content)
+            wire_bytes(msg)
             prof.disable()
             buf = io.StringIO()
-            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(8)
+            pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(10)
             out["profile_pythia14m_tottime"] = _trim_profile(buf.getvalue())
-        del state
+    return out
+
+
+def bookkeeping_cost(rounds: int = 20, clients: int = 10, fraction: float = 0.5,
+                     seed: int = 0) -> dict[str, Any]:
+    """The per-round work of each app measured in this process, without Ray or polling.
+
+    fedcomp: ``TrackingFedAvg.configure_train`` (packing, server ledger rows),
+    ``ledger_mod`` + ``client_train`` per client, ``aggregate_train`` + the round line.
+    Plain Flower: ``FedAvg.configure_train``, the plain train function, ``aggregate_train``.
+    Same model, partitions, training and seeds; medians over rounds 3..N (milliseconds).
+    """
+    import logging
+
+    import torch
+    from flwr.app import ArrayRecord, ConfigRecord, Context, RecordDict
+    from flwr.serverapp.strategy import FedAvg
+
+    from fedcomp.data import load_partitions
+    from fedcomp.fl.client_app import client_train
+    from fedcomp.fl.mods import ledger_mod
+    from fedcomp.fl.server_app import RoundPrinter
+    from fedcomp.fl.setup import get_setup
+    from fedcomp.fl.strategy import TrackingFedAvg
+
+    _ensure_task_identity()
+    with tempfile.TemporaryDirectory(prefix="fedcomp-bench-") as tmp:
+        cfg = _overhead_cfg(clients, fraction, rounds, seed, tmp, None)
+    setup = get_setup(cfg)
+    load_partitions(setup.task, cfg["partition"], clients, seed)
+    nodes = list(range(1, clients + 1))
+
+    class _Grid:  # what both strategies ask of the grid when sampling
+        def get_node_ids(self) -> list[int]:
+            return nodes
+
+    grid = _Grid()
+
+    def contexts() -> dict[int, Any]:
+        return {n: Context(run_id=1, node_id=n, node_config={"partition-id": n - 1},
+                           state=RecordDict(), run_config={}) for n in nodes}
+
+    fed = TrackingFedAvg(setup, "bench")
+    fed.node_to_partition = {n: n - 1 for n in nodes}
+    fed_ctx = contexts()
+    flwr_logger = logging.getLogger("flwr")
+    previous = flwr_logger.level
+    flwr_logger.setLevel(logging.ERROR)
+    plain = FedAvg(fraction_train=fraction, fraction_evaluate=0.0, min_train_nodes=1,
+                   min_available_nodes=clients)
+    plain_ctx = contexts()
+    torch.manual_seed(0)
+    arrays = ArrayRecord(setup.task.initial_model().state_dict())
+    rows: dict[str, list[float]] = {k: [] for k in (
+        "fedcomp_configure", "fedcomp_client", "fedcomp_aggregate",
+        "flower_configure", "flower_client", "flower_aggregate")}
+    try:
+        for rnd in range(1, rounds + 1):
+            t0 = _now()
+            msgs = list(fed.configure_train(rnd, ArrayRecord(), ConfigRecord(), grid))
+            t1 = _now()
+            replies = []
+            for m in msgs:
+                c0 = _now()
+                reply = ledger_mod(m, fed_ctx[m.metadata.dst_node_id],
+                                   lambda msg, ctx: client_train(setup, msg, ctx))
+                rows["fedcomp_client"].append(_now() - c0)
+                reply.metadata.__dict__["_src_node_id"] = m.metadata.dst_node_id  # as Flower routes it
+                replies.append(reply)
+            t2 = _now()
+            fed.aggregate_train(rnd, replies)
+            RoundPrinter(fed, rounds, echo=lambda _: None).line(rnd, {})
+            t3 = _now()
+            rows["fedcomp_configure"].append(t1 - t0)
+            rows["fedcomp_aggregate"].append(t3 - t2)
+
+            t0 = _now()
+            msgs = list(plain.configure_train(rnd, arrays, ConfigRecord(), grid))
+            t1 = _now()
+            replies = []
+            for m in msgs:
+                c0 = _now()
+                replies.append(_plain_train(cfg, m, plain_ctx[m.metadata.dst_node_id]))
+                rows["flower_client"].append(_now() - c0)
+            t2 = _now()
+            arrays, _ = plain.aggregate_train(rnd, replies)
+            t3 = _now()
+            rows["flower_configure"].append(t1 - t0)
+            rows["flower_aggregate"].append(t3 - t2)
+    finally:
+        flwr_logger.setLevel(previous)
+    skip = 2 * max(1, len(rows["fedcomp_client"]) // rounds)
+    out = {key: _median(v[2:] if "client" not in key else v[skip:]) * 1e3 for key, v in rows.items()}
+    out = {f"{k}_ms": v for k, v in out.items()}
+    out["clients_per_round"] = len(rows["fedcomp_client"]) // rounds
+    for mode in ("fedcomp", "flower"):
+        out[f"{mode}_server_ms"] = out[f"{mode}_configure_ms"] + out[f"{mode}_aggregate_ms"]
+    out["server_extra_ms"] = out["fedcomp_server_ms"] - out["flower_server_ms"]
+    out["client_extra_ms"] = out["fedcomp_client_ms"] - out["flower_client_ms"]
     return out
 
 
@@ -1632,7 +1759,9 @@ def run_overhead(rounds: int = 10, clients: int = 10, fraction: float = 0.5, see
     }
     t0 = _now()
     result["wire_cost"] = wire_cost()
-    echo(f"  wire_bytes cost measured ({_now() - t0:.1f} s)")
+    result["bookkeeping"] = bookkeeping_cost(rounds=max(rounds, 10) * 2, clients=clients,
+                                             fraction=fraction, seed=seed)
+    echo(f"  wire_bytes and in-process bookkeeping measured ({_now() - t0:.1f} s)")
     pair_s = 0.0
     for pair in range(pairs):
         if pair and budget_s is not None and _now() - started + pair_s * 1.5 > budget_s:
@@ -1739,10 +1868,10 @@ def summarize_overhead(result: dict[str, Any], sweep_runs: int = 12) -> dict[str
     # wire_bytes share of a fedcomp round (driver measured; clients measure as many)
     wire_s = _collect(ch, "fedcomp", False, "wire_bytes_s_driver")
     rounds = result["settings"]["rounds"]
-    if wire_s and s.get("fedcomp_per_round_s"):
+    if wire_s and s.get("fedcomp_per_round_warm_s"):
         per_round = _median(wire_s) / rounds
         s["wire_bytes_s_per_round_driver"] = per_round
-        s["wire_bytes_share_driver"] = per_round / s["fedcomp_per_round_s"]
+        s["wire_bytes_share_driver"] = per_round / s["fedcomp_per_round_warm_s"]
         s["wire_bytes_calls_per_round_driver"] = _median(
             _collect(ch, "fedcomp", False, "wire_bytes_calls_driver")) / rounds
     # start-up: a Hydra sweep (basic launcher) runs its jobs one after another in one
@@ -1925,13 +2054,26 @@ def overhead_markdown(result: dict[str, Any]) -> str:
     if "wire_bytes_s_per_round_driver" in s:
         lines.append(f"wire_bytes in the driver: {s['wire_bytes_calls_per_round_driver']:.0f} calls, "
                      f"{s['wire_bytes_s_per_round_driver'] * 1e3:.1f} ms per round = "
-                     f"{s['wire_bytes_share_driver'] * 100:.1f} % of a round (the clients' mod measures "
-                     "the same messages again in the Ray workers).")
+                     f"{s['wire_bytes_share_driver'] * 100:.1f} % of a round (rounds 2..N); the clients' "
+                     "ledger mod measures the same messages again in the Ray workers.")
+    b = result.get("bookkeeping")
+    if b:
+        lines += ["", (f"In-process (no Ray, no polling), per round with {b['clients_per_round']} clients: "
+                  f"server work fedcomp {b['fedcomp_server_ms']:.1f} ms vs Flower {b['flower_server_ms']:.1f} ms "
+                  f"(configure {b['fedcomp_configure_ms']:.1f} vs {b['flower_configure_ms']:.1f}, aggregate "
+                  f"{b['fedcomp_aggregate_ms']:.1f} vs {b['flower_aggregate_ms']:.1f}); one client call "
+                  f"{b['fedcomp_client_ms']:.1f} ms vs {b['flower_client_ms']:.1f} ms "
+                  f"(+{b['client_extra_ms']:.1f} ms: ledger mod, packing, decode checks).")]
     w = result.get("wire_cost", {})
     if w:
-        parts = [f"{t}: {v['fresh_s'] * 1e3:.2f} ms per full-model message ({v['fresh_gbps']:.2f} GB/s; "
-                 f"{v['cached_s'] * 1e3:.2f} ms when ids are cached)"
-                 for t, v in w.items() if isinstance(v, dict)]
+        parts = []
+        for t, v in w.items():
+            if not isinstance(v, dict) or "current" not in v:
+                continue
+            c, f = v["current"], v["no_object_id_recompute"]
+            parts.append(f"{t}: {c['fresh_s'] * 1e3:.2f} ms per full-model message ({c['fresh_gbps']:.2f} "
+                         f"GB/s); inside `no_object_id_recompute()` {f['fresh_s'] * 1e3:.2f} ms "
+                         f"(same bytes: {v['same_result']})")
         lines += ["", "wire_bytes cost: " + "; ".join(parts) + "."]
     lines.append("")
     sw = s.get("sweep")

