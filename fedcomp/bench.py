@@ -79,6 +79,9 @@ TARGET_QUANT4_OVER_8 = 1.5
 TARGET_SLOPE_MAX = 1.10
 TARGET_PEAK_OVER_INPUT = 2.0
 TARGET_OVERHEAD_RATIO = 1.05
+#: An overhead process pair counts as clean when other processes used at most this
+#: share of the machine's CPUs while it ran.
+FOREIGN_MAX = 0.15
 
 
 # ======================================================================================
@@ -1460,15 +1463,31 @@ def _run_child(mode: str, rounds: int, clients: int, fraction: float, seed: int,
             cmd += ["--ray-address", ray_address]
         if profile:
             cmd.append("--profile")
+        import resource
+
+        busy0, ours0 = _system_busy_s(), resource.getrusage(resource.RUSAGE_CHILDREN)
         start = _now()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
         wall = _now() - start
+        ours1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        ours = (ours1.ru_utime + ours1.ru_stime) - (ours0.ru_utime + ours0.ru_stime)
+        foreign = max(0.0, _system_busy_s() - busy0 - ours) / (wall * (os.cpu_count() or 1))
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"overhead child ({mode}) failed with {proc.returncode}:\n"
                                f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
         data = json.loads(out.read_text())
     data["wall_s"] = wall
+    data["foreign_cpu_share"] = foreign
+    data["loadavg_after"] = list(os.getloadavg())
     return data
+
+
+def _system_busy_s() -> float:
+    """Busy CPU seconds of the whole machine so far (/proc/stat; steal time included)."""
+    with open("/proc/stat") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / _CLK_TCK
 
 
 def _free_port() -> int:
@@ -1774,7 +1793,8 @@ def run_overhead(rounds: int = 10, clients: int = 10, fraction: float = 0.5, see
             child = _run_child(mode, rounds, clients, fraction, seed, runs)
             result["children"].append(child)
             echo(f"  {mode:>8} local Ray x{runs}: {_now() - t0:5.1f} s "
-                 f"(per round {[round(r.get('per_round_s', float('nan')), 3) for r in child['runs']]})")
+                 f"(per round {[round(r.get('per_round_s', float('nan')), 3) for r in child['runs']]}; "
+                 f"other processes used {child['foreign_cpu_share'] * 100:.0f} % of the CPUs)")
         pair_s = _now() - t_pair
     if profile:
         result["profiles"] = {}
@@ -1829,9 +1849,27 @@ def _collect(children: list[dict], mode: str, attached: bool, key: str) -> list[
 
 
 def summarize_overhead(result: dict[str, Any], sweep_runs: int = 12) -> dict[str, Any]:
-    """Medians over runs, fedcomp/plain ratios, and the start-up share of a sweep."""
-    ch = result["children"]
-    s: dict[str, Any] = {}
+    """Medians over runs, fedcomp/plain ratios, and the start-up share of a sweep.
+
+    Process pairs (fedcomp, then Flower) during which other processes used more than
+    :data:`FOREIGN_MAX` of the CPUs are left out when at least one pair is clean.
+    """
+    every = result["children"]
+    local = [c for c in every if not c.get("attached")]
+    pairs = [local[i : i + 2] for i in range(0, len(local) - 1, 2)]
+    s: dict[str, Any] = {"pairs": []}
+    for pair in pairs:
+        entry = {"foreign_cpu_share": [c.get("foreign_cpu_share") for c in pair]}
+        for key in ("per_round_s", "per_round_warm_s", "steady_round_s"):
+            a = _median([r[key] for r in pair[0]["runs"] if key in r] or [float("nan")])
+            b = _median([r[key] for r in pair[1]["runs"] if key in r] or [float("nan")])
+            entry[key.removesuffix("_s") + "_ratio"] = a / b
+        entry["clean"] = all((c.get("foreign_cpu_share") or 0) <= FOREIGN_MAX for c in pair)
+        s["pairs"].append(entry)
+    clean = [pair for pair, e in zip(pairs, s["pairs"]) if e["clean"]]
+    used = clean or pairs
+    s["pairs_used"] = [i for i, pair in enumerate(pairs) if pair in used]
+    ch = [c for pair in used for c in pair] + [c for c in every if c.get("attached")]
     for mode in ("fedcomp", "flower"):
         for key in ("per_round_s", "per_round_warm_s", "steady_round_s", "first_round_s",
                     "startup_s", "ray_init_s",
@@ -2051,6 +2089,13 @@ def overhead_markdown(result: dict[str, Any]) -> str:
     row("fixed cost per run (run total - N x steady round)", "fixed_s", sec)
     row("Python imports, once per process", "imports_s", sec)
     lines.append("")
+    if s.get("pairs"):
+        parts = [f"pair {i + 1}: other processes {max(e['foreign_cpu_share']) * 100:.0f} % of the CPUs, "
+                 f"ratio rounds 2..N {e['per_round_warm_ratio']:.3f}" + ("" if e["clean"] else " (noisy)")
+                 for i, e in enumerate(s["pairs"])]
+        lines.append("Process pairs: " + "; ".join(parts) + f". Medians above use pair(s) "
+                     f"{', '.join(str(i + 1) for i in s['pairs_used'])}.")
+        lines.append("")
     if "wire_bytes_s_per_round_driver" in s:
         lines.append(f"wire_bytes in the driver: {s['wire_bytes_calls_per_round_driver']:.0f} calls, "
                      f"{s['wire_bytes_s_per_round_driver'] * 1e3:.1f} ms per round = "

@@ -58,7 +58,8 @@ def test_every_compressor_runs_on_mnist(tmp_path, name):
     assert up["dense_bytes"] == summary["formula"]["cohort_up_total"]
     if name == "none":
         assert up["payload_bytes"] == up["dense_bytes"]
-    elif name in ("lossless", "freeze_convs"):  # zstd of fp32 noise; convs are 17% of the CNN
+    elif name in ("lossless", "freeze_convs", "threshold"):
+        # zstd of fp32 noise; convs are 17% of the CNN; most early updates exceed |1e-3|
         assert up["payload_bytes"] < up["dense_bytes"]
     else:
         assert up["payload_bytes"] < 0.5 * up["dense_bytes"]
