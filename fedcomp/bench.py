@@ -1069,6 +1069,7 @@ class TreeMemorySampler(threading.Thread):
         self.interval = interval
         self.peak = 0
         self.peak_processes = 0
+        self.cpu: dict[int, float] = {}  # last CPU seconds seen per process of the tree
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -1078,7 +1079,14 @@ class TreeMemorySampler(threading.Thread):
             total = sum(_pss_bytes(p) for p in pids)
             if total > self.peak:
                 self.peak, self.peak_processes = total, len(pids)
+            for pid in pids:
+                self.cpu[pid] = max(self.cpu.get(pid, 0.0), _proc_cpu_s(pid))
             self._stop_event.wait(self.interval)
+
+    @property
+    def tree_cpu_s(self) -> float:
+        """CPU seconds used by this process tree (processes seen by the sampler)."""
+        return sum(self.cpu.values())
 
     def stop(self) -> int:
         self._stop_event.set()
@@ -1399,6 +1407,7 @@ def overhead_child(mode: str, rounds: int, clients: int, fraction: float, seed: 
 
     ``profile``: cProfile the ServerApp thread (slows it; for diagnosis, not timing)."""
     t_process = _now()
+    busy_start = _system_busy_s()
     from fedcomp.engine import quiet_environment
 
     quiet_environment()
@@ -1440,12 +1449,15 @@ def overhead_child(mode: str, rounds: int, clients: int, fraction: float, seed: 
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     peak_tree = sampler.stop()
+    process_s = _now() - t_process
+    ours = max(sampler.tree_cpu_s, _self_cpu_s())
+    foreign = max(0.0, _system_busy_s() - busy_start - ours) / (process_s * (os.cpu_count() or 1))
     data = {
         "mode": mode, "rounds": rounds, "clients": clients, "fraction": fraction,
         "ray_address": ray_address, "imports_s": imports_s, "runs": results,
         "peak_pss_tree_bytes": peak_tree, "peak_tree_processes": sampler.peak_processes,
         "peak_rss_driver_bytes": _status_kb("VmHWM") * 1024,
-        "process_s": _now() - t_process, **profiles,
+        "process_s": process_s, "tree_cpu_s": ours, "foreign_cpu_share": foreign, **profiles,
     }
     _write_json(Path(out), data)
 
@@ -1463,21 +1475,14 @@ def _run_child(mode: str, rounds: int, clients: int, fraction: float, seed: int,
             cmd += ["--ray-address", ray_address]
         if profile:
             cmd.append("--profile")
-        import resource
-
-        busy0, ours0 = _system_busy_s(), resource.getrusage(resource.RUSAGE_CHILDREN)
         start = _now()
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
         wall = _now() - start
-        ours1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        ours = (ours1.ru_utime + ours1.ru_stime) - (ours0.ru_utime + ours0.ru_stime)
-        foreign = max(0.0, _system_busy_s() - busy0 - ours) / (wall * (os.cpu_count() or 1))
         if proc.returncode != 0 or not out.exists():
             raise RuntimeError(f"overhead child ({mode}) failed with {proc.returncode}:\n"
                                f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
         data = json.loads(out.read_text())
     data["wall_s"] = wall
-    data["foreign_cpu_share"] = foreign
     data["loadavg_after"] = list(os.getloadavg())
     return data
 
@@ -1744,8 +1749,9 @@ def _trim_profile(text: str) -> list[str]:
     return [ln.replace(str(Path(sys.executable).parent.parent), "<venv>") for ln in lines]
 
 
-def run_overhead(rounds: int = 10, clients: int = 10, fraction: float = 0.5, seed: int = 0,
+def run_overhead(rounds: int = 30, clients: int = 10, fraction: float = 0.5, seed: int = 0,
                  runs: int = 2, pairs: int = 2, reuse: bool = True, sweep_runs: int = 12,
+                 sweep_rounds: int = 10,
                  profile: bool = False, budget_s: float | None = None,
                  out_dir: str | Path | None = DEFAULT_OUT,
                  echo: Callable[[str], None] = print) -> dict[str, Any]:
@@ -1778,7 +1784,7 @@ def run_overhead(rounds: int = 10, clients: int = 10, fraction: float = 0.5, see
     }
     t0 = _now()
     result["wire_cost"] = wire_cost()
-    result["bookkeeping"] = bookkeeping_cost(rounds=max(rounds, 10) * 2, clients=clients,
+    result["bookkeeping"] = bookkeeping_cost(rounds=20, clients=clients,
                                              fraction=fraction, seed=seed)
     echo(f"  wire_bytes and in-process bookkeeping measured ({_now() - t0:.1f} s)")
     pair_s = 0.0
@@ -1816,7 +1822,7 @@ def run_overhead(rounds: int = 10, clients: int = 10, fraction: float = 0.5, see
         except (RuntimeError, OSError, subprocess.SubprocessError) as err:
             result["cluster"] = {"error": str(err)[-2000:]}
             echo(f"  Ray cluster reuse failed: {err}")
-    result["summary"] = summarize_overhead(result, sweep_runs)
+    result["summary"] = summarize_overhead(result, sweep_runs, sweep_rounds)
     summary = result["summary"]
     result["targets"] = [
         {"target": "fedcomp / plain Flower wall time per round <= 1.05 (rounds 1..N)",
@@ -1848,7 +1854,8 @@ def _collect(children: list[dict], mode: str, attached: bool, key: str) -> list[
             for r in c["runs"] if key in r]
 
 
-def summarize_overhead(result: dict[str, Any], sweep_runs: int = 12) -> dict[str, Any]:
+def summarize_overhead(result: dict[str, Any], sweep_runs: int = 12,
+                       sweep_rounds: int = 10) -> dict[str, Any]:
     """Medians over runs, fedcomp/plain ratios, and the start-up share of a sweep.
 
     Process pairs (fedcomp, then Flower) during which other processes used more than
@@ -1921,9 +1928,9 @@ def summarize_overhead(result: dict[str, Any], sweep_runs: int = 12) -> dict[str
                  for r in c["runs"][1:]] or fixed_local
         fixed = _median(later)
         imports = s.get("fedcomp_imports_s", 0.0)
-        work = rounds * steady
+        work = sweep_rounds * steady
         total = imports + sweep_runs * (fixed + work)
-        s["sweep"] = {"runs": sweep_runs, "rounds_per_run": rounds, "fixed_per_run_s": fixed,
+        s["sweep"] = {"runs": sweep_runs, "rounds_per_run": sweep_rounds, "fixed_per_run_s": fixed,
                       "rounds_per_run_s": work, "imports_once_s": imports, "total_s": total,
                       "fixed_share": (imports + sweep_runs * fixed) / total}
         attached = _collect(ch, "fedcomp", True, "fixed_s")
@@ -2123,7 +2130,7 @@ def overhead_markdown(result: dict[str, Any]) -> str:
     lines.append("")
     sw = s.get("sweep")
     if sw:
-        lines += [(f"**Start-up cost in a {sw['runs']}-run sweep** (each run {st['rounds']} rounds = "
+        lines += [(f"**Start-up cost in a {sw['runs']}-run sweep** (each run {sw['rounds_per_run']} rounds = "
                   f"{sw['rounds_per_run_s']:.1f} s of rounds)"), "",
                   "| | fixed per run | total | fixed share |", "|---|--:|--:|--:|",
                   (f"| local Ray per run (today) | {sw['fixed_per_run_s']:.1f} s | {sw['total_s']:.0f} s | "
@@ -2174,7 +2181,9 @@ def _add_codec_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_overhead_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=30,
+                   help="rounds per simulation (30: enough steady rounds to average out "
+                        "Flower's 0.1 s polling)")
     p.add_argument("--clients", type=int, default=10)
     p.add_argument("--fraction", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
@@ -2182,6 +2191,7 @@ def _add_overhead_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-reuse", action="store_true", help="skip the attached-cluster runs")
     p.add_argument("--pairs", type=int, default=2, help="fedcomp/Flower process pairs")
     p.add_argument("--sweep-runs", type=int, default=12)
+    p.add_argument("--sweep-rounds", type=int, default=10, help="rounds per run of the sweep estimate")
     p.add_argument("--profile", action="store_true",
                    help="one more process per mode with the ServerApp thread under cProfile")
     p.add_argument("--budget-s", type=float, default=None,
@@ -2205,7 +2215,8 @@ def _overhead_from_args(args: argparse.Namespace) -> dict[str, Any]:
         budget = max(120.0, 540.0 - (_now() - _STARTED))
     return run_overhead(rounds=args.rounds, clients=args.clients, fraction=args.fraction,
                         seed=args.seed, runs=args.runs, pairs=args.pairs, reuse=not args.no_reuse,
-                        sweep_runs=args.sweep_runs, profile=args.profile, budget_s=budget,
+                        sweep_runs=args.sweep_runs, sweep_rounds=args.sweep_rounds,
+                        profile=args.profile, budget_s=budget,
                         out_dir=args.out_dir)
 
 
