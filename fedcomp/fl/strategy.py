@@ -248,12 +248,7 @@ class TrackingFedAvg(Strategy):
             weighted.append((num_examples, update))
             metrics.append((num_examples, {k: float(v) for k, v in client_metrics.items()}))
         if weighted:
-            total = sum(w for w, _ in weighted)
-            mean = {
-                n: np.sum([w * u[n] for w, u in weighted], axis=0, dtype=np.float32) / np.float32(total)
-                for n in names
-            }
-            self.global_state = add(self.global_state, mean)
+            self.global_state = add(self.global_state, weighted_mean(weighted, names))
         train_metrics = _weighted_mean(metrics)
         if train_metrics:
             self.log.train_metrics[server_round] = train_metrics
@@ -271,6 +266,18 @@ class TrackingFedAvg(Strategy):
 
     def summary(self) -> None:
         """Flower calls this at start; fedcomp prints its own header instead."""
+
+
+def weighted_mean(weighted: list[tuple[float, Tensors]], names: list[str]) -> Tensors:
+    """Example-weighted mean of updates, accumulated in place (one buffer per tensor)."""
+    total = np.float32(sum(w for w, _ in weighted))
+    mean = {}
+    for name in names:
+        acc = np.zeros_like(weighted[0][1][name], dtype=np.float32)
+        for weight, update in weighted:
+            acc += np.float32(weight / total) * update[name]
+        mean[name] = acc
+    return mean
 
 
 def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:

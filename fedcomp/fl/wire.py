@@ -43,7 +43,11 @@ from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no
 from flwr.proto.message_pb2 import ObjectTree  # pylint: disable=no-name-in-module
 from flwr.proto.node_pb2 import Node  # pylint: disable=no-name-in-module
 from flwr.supercore.constant import HEAD_BODY_DIVIDER, HEAD_VALUE_DIVIDER
-from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects, get_object_tree
+from flwr.supercore.inflatable.inflatable_object import (
+    get_all_nested_objects,
+    get_object_tree,
+    no_object_id_recompute,
+)
 
 from fedcomp.fl.records import LEDGER
 
@@ -110,6 +114,11 @@ def object_bytes(message: Message) -> int:
 
 
 def wire_bytes(message: Message) -> int:
-    """Objects plus envelope of ``message`` (see module docstring)."""
-    content = strip_bookkeeping(message.content) if message.has_content() else None
-    return object_bytes(message) + envelope_bytes(message, content)
+    """Objects plus envelope of ``message`` (see module docstring).
+
+    Object ids are hashed once per call (Flower's ``no_object_id_recompute``), not once
+    per parent that asks for them.
+    """
+    with no_object_id_recompute():
+        content = strip_bookkeeping(message.content) if message.has_content() else None
+        return object_bytes(message) + envelope_bytes(message, content)
