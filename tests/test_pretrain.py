@@ -55,3 +55,33 @@ def test_cli_default_output_path(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "results/checkpoints/digits.pt" in proc.stdout
     load_checkpoint(DigitsTask().build_model(), tmp_path / "results" / "checkpoints" / "digits.pt")
+
+
+def test_pretrain_then_federate_with_frozen_layers(tmp_path):
+    """Pretrain centrally, then federate from the checkpoint with the conv layers frozen."""
+    import pandas as pd
+
+    from fedcomp.run import execute
+    from tests.helpers import run_config
+
+    ckpt = tmp_path / "digits.pt"
+    pretrain(compose_pretrain("task=digits", "pretrain.epochs=2", f"pretrain.output={ckpt}"))
+    run_dir = tmp_path / "run"
+    summary = execute(run_config(
+        run_dir, "task=digits", "partition=iid", "federation.num_clients=2",
+        "federation.fraction_fit=1.0", "federation.num_rounds=1", "compressor=freeze_convs",
+        f"task.checkpoint={ckpt}",
+    ))
+    assert summary["model"]["checkpoint"] == str(ckpt)
+    assert summary["model"]["frozen"] == ["conv1.bias", "conv1.weight", "conv2.bias", "conv2.weight"]
+    frozen_values = 8 * 9 + 8 + 16 * 8 * 9 + 16  # conv1 and conv2 of the digits CNN
+    sent = 4 * (summary["model"]["total_values"] - frozen_values)
+    ledger = pd.read_parquet(run_dir / "ledger.parquet")
+    server = ledger[ledger.recorded_by == "server"]
+    assert (server["payload_bytes"] == sent).all()  # frozen layers are sent in neither direction
+    assert (server["dense_bytes"] == 4 * summary["model"]["total_values"]).all()
+    # round 0 is the pretrained model itself: central accuracy equals the checkpoint's
+    metrics = pd.read_parquet(run_dir / "metrics.parquet")
+    start = metrics[(metrics["round"] == 0) & (metrics.metric == "accuracy")]["value"].item()
+    model = load_checkpoint(DigitsTask().build_model(), ckpt)
+    assert abs(start - DigitsTask().evaluate(model, DigitsTask().test_dataset())["accuracy"]) < 1e-9
