@@ -31,3 +31,17 @@ DIGITS_SMALL = (
     "federation.fraction_fit=0.75",
     "federation.num_rounds=2",
 )
+
+
+#: A CNN-shaped set of tensor names and shapes (conv*/fc*, like the image tasks' models)
+#: for transform tests.
+MNIST_SHAPES = {
+    "conv1.weight": (32, 1, 3, 3),
+    "conv1.bias": (32,),
+    "conv2.weight": (64, 32, 3, 3),
+    "conv2.bias": (64,),
+    "fc1.weight": (128, 1600),
+    "fc1.bias": (128,),
+    "fc2.weight": (10, 128),
+    "fc2.bias": (10,),
+}

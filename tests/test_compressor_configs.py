@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib
-import json
 import inspect
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +15,11 @@ from hydra.errors import InstantiationException
 
 from fedcomp.transforms.base import Encoded, Transform
 from fedcomp.transforms.factory import RESERVED_KEYS, build_compression
+from tests.helpers import MNIST_SHAPES
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 NAMES = sorted(p.stem for p in (CONF / "compressor").glob("*.yaml"))
 
-MNIST_SHAPES = {
-    "conv1.weight": (32, 1, 3, 3),
-    "conv1.bias": (32,),
-    "conv2.weight": (64, 32, 3, 3),
-    "conv2.bias": (64,),
-    "fc1.weight": (128, 1600),
-    "fc1.bias": (128,),
-    "fc2.weight": (10, 128),
-    "fc2.bias": (10,),
-}
 # Pythia-like names (small shapes) for the configs written for the language model.
 PYTHIA_SHAPES = {
     "gpt_neox.embed_in.weight": (500, 16),

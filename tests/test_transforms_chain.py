@@ -9,17 +9,7 @@ from fedcomp.transforms.freeze import Freeze
 from fedcomp.transforms.lossless import Lossless
 from fedcomp.transforms.quantize import Quantize
 from fedcomp.transforms.topk import TopK
-
-MNIST_SHAPES = {
-    "conv1.weight": (32, 1, 3, 3),
-    "conv1.bias": (32,),
-    "conv2.weight": (64, 32, 3, 3),
-    "conv2.bias": (64,),
-    "fc1.weight": (128, 1600),
-    "fc1.bias": (128,),
-    "fc2.weight": (10, 128),
-    "fc2.bias": (10,),
-}
+from tests.helpers import MNIST_SHAPES
 
 
 def update(seed: int = 0) -> dict[str, np.ndarray]:
