@@ -1808,7 +1808,11 @@ def run_overhead(rounds: int = 30, clients: int = 10, fraction: float = 0.5, see
             child = _run_child(mode, rounds, clients, fraction, seed, 1, profile=True)
             result["profiles"][mode] = child.get("server_profile")
             echo(f"  {mode:>8} profiled run done")
-    if reuse and (budget_s is None or _now() - started + pair_s < budget_s):
+    if reuse and budget_s is not None and _now() - started + pair_s >= budget_s:
+        echo(f"  skipping the attached-cluster runs: time budget {budget_s:.0f} s")
+        result["cluster"] = {"skipped": f"time budget {budget_s:.0f} s"}
+        reuse = False
+    if reuse:
         t0 = _now()
         try:
             with ray_cluster() as cluster:

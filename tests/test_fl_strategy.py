@@ -17,5 +17,5 @@ def test_weighted_mean_of_updates():
 
 
 def test_metrics_are_example_weighted_and_counts_summed():
-    out = _weighted_mean([(10.0, {"num-examples": 10.0, "loss": 1.0}), (30.0, {"num-examples": 30.0, "loss": 3.0})])
-    assert out == {"loss": 2.5, "num-examples": 40.0}
+    out = _weighted_mean([(10.0, {"num_examples": 10.0, "loss": 1.0}), (30.0, {"num_examples": 30.0, "loss": 3.0})])
+    assert out == {"loss": 2.5, "num_examples": 40.0}

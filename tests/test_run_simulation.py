@@ -33,7 +33,13 @@ def test_run_writes_the_four_files_per_the_contract(identity_run):
     assert sorted(central["round"]) == [0, 1, 2]
     assert summary["num_failures"] == 0
     assert len(summary["partitions"]) == 4
-    assert sum(p["num_examples"] for p in summary["partitions"]) > 0
+    # FedAvg weights: each round's train_num_examples is the sampled partitions' total size
+    sizes = {p["partition_id"]: p["num_examples"] for p in summary["partitions"]}
+    down = ledger[(ledger.recorded_by == "server") & (ledger.phase == "train") & (ledger.direction == "down")]
+    counted = metrics[(metrics.scope == "federated") & (metrics.metric == "train_num_examples")]
+    for rnd, value in zip(counted["round"], counted["value"]):
+        cohort = down[down["round"] == rnd]["partition_id"]
+        assert value == sum(sizes[p] for p in cohort) > 3
 
 
 def test_identity_dense_equals_the_formula_and_payload_equals_dense(identity_run):

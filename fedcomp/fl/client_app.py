@@ -101,7 +101,7 @@ def client_train(setup: Setup, msg: Message, context: Context) -> Message:
         raise InjectedFault(f"client {pid} crashed in round {server_round} (faults.crash)")
     received = receive_model(setup, msg, context)
     client_cfg = setup.cfg["client"]
-    metrics: dict[str, float] = {"num-examples": 0.0}
+    metrics: dict[str, float] = {"num_examples": 0.0}
     if client_cfg.get("train", True):
         from fedcomp.data import load_partitions
 
@@ -137,7 +137,7 @@ def client_evaluate(setup: Setup, msg: Message, context: Context) -> Message:
     received = receive_model(setup, msg, context)
     data = load_partitions(setup.task, setup.cfg["partition"], _num_clients(setup), setup.seed)[pid]
     metrics = setup.task.evaluate(setup.model_with(received), data)
-    metrics["num-examples"] = float(len(data))
+    metrics["num_examples"] = float(len(data))
     return Message(
         RecordDict({records.METRICS: MetricRecord({k: float(v) for k, v in metrics.items()})}),
         reply_to=msg,

@@ -6,7 +6,7 @@ A model-carrying message holds:
 - ``fedcomp.codec`` (ConfigRecord): ``meta`` (JSON string the decoder needs) and
   ``dense_bytes`` (fp32 bytes of the full model the message stands for);
 - ``config`` (ConfigRecord): ``server-round`` and per-message settings;
-- ``metrics`` (MetricRecord): replies only, e.g. ``num-examples``, ``train_loss``;
+- ``metrics`` (MetricRecord): replies only, e.g. ``num_examples``, ``train_loss``;
 - ``fedcomp.ledger`` (ConfigRecord): replies only, the client's own ledger rows. It is
   bookkeeping, not federated traffic, and is excluded from every byte measure.
 """

@@ -55,7 +55,7 @@ class RoundPrinter:
             f"up {_fmt_bytes(up):>10}",
             f"wire {_fmt_bytes(wire):>10}",
         ]
-        parts += [f"{k} {v:.4g}" for k, v in central.items() if k not in ("num-examples", "num_examples")]
+        parts += [f"{k} {v:.4g}" for k, v in central.items() if k != "num_examples"]
         failures = sum(1 for f in self.strategy.failures if f.round <= server_round)
         if failures:
             parts.append(f"FAILURES {failures}")
@@ -97,9 +97,9 @@ def metrics_frame(run_id: str, strategy: TrackingFedAvg, central: dict[int, dict
     for rnd, values in sorted(central.items()):
         rows += [(run_id, rnd, "central", k, v) for k, v in values.items()]
     for rnd, values in sorted(strategy.log.train_metrics.items()):
-        rows += [(run_id, rnd, "federated", f"train_{k}" if not k.startswith("train") and k != "num-examples" else k, v) for k, v in values.items()]
+        rows += [(run_id, rnd, "federated", k if k.startswith("train") else f"train_{k}", v) for k, v in values.items()]
     for rnd, values in sorted(strategy.log.evaluate_metrics.items()):
-        rows += [(run_id, rnd, "federated", f"eval_{k}" if k != "num-examples" else "eval_num-examples", v) for k, v in values.items()]
+        rows += [(run_id, rnd, "federated", f"eval_{k}", v) for k, v in values.items()]
     return pd.DataFrame(rows, columns=["run_id", "round", "scope", "metric", "value"])
 
 

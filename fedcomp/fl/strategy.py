@@ -7,7 +7,7 @@ the rounds. It differs from ``flwr.serverapp.strategy.FedAvg`` where fedcomp nee
   ids, so its sampling is not reproducible); a one-off ``query`` message maps node ids
   to partition ids and collects each client's sample count and label histogram;
 - clients send encoded updates, which are decoded, checked and averaged
-  (weighted by ``num-examples``) into the global model;
+  (weighted by ``num_examples``) into the global model;
 - every model-carrying message is measured (server rows) and the client's own rows,
   carried back in the reply, are stored beside them;
 - a client that raises or a payload that does not decode is recorded with status
@@ -243,7 +243,7 @@ class TrackingFedAvg(Strategy):
                 log.warning("round %d: %s", server_round, reason)
                 continue
             client_metrics = dict(reply.content[records.METRICS]) if records.METRICS in reply.content else {}
-            num_examples = float(client_metrics.get("num-examples", 0.0)) or 1.0
+            num_examples = float(client_metrics.get("num_examples", 0.0)) or 1.0
             update = subtract(decoded, self.global_state, names) if weights_mode else decoded
             weighted.append((num_examples, update))
             metrics.append((num_examples, {k: float(v) for k, v in client_metrics.items()}))
@@ -258,7 +258,7 @@ class TrackingFedAvg(Strategy):
         metrics = []
         for reply, _ in self._receive(server_round, MessageType.EVALUATE, replies):
             values = {k: float(v) for k, v in reply.content[records.METRICS].items()}
-            metrics.append((values.get("num-examples", 1.0), values))
+            metrics.append((values.get("num_examples", 1.0), values))
         result = _weighted_mean(metrics)
         if result:
             self.log.evaluate_metrics[server_round] = result
@@ -294,14 +294,14 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
 
 
 def _weighted_mean(items: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
-    """Example-weighted mean of each metric; ``num-examples`` is summed."""
+    """Example-weighted mean of each metric; ``num_examples`` is summed."""
     if not items:
         return {}
     total = sum(w for w, _ in items) or 1.0
     keys = sorted({k for _, m in items for k in m})
     out = {}
     for key in keys:
-        if key == "num-examples":
+        if key == "num_examples":
             out[key] = float(sum(m.get(key, 0.0) for _, m in items))
         else:
             out[key] = float(sum(w * m[key] for w, m in items if key in m) / total)
