@@ -31,7 +31,10 @@ def execute(cfg: dict) -> dict | None:
     if cfg.get("resume", True) and is_complete(output_dir):
         print(f"skip: {output_dir} is already complete")
         return json.loads((output_dir / SUMMARY_FILE).read_text())
-    prepare(cfg)
+    try:
+        prepare(cfg)
+    except (ValueError, OSError) as err:  # a component's own check (task, compressor, partition)
+        raise ConfigError(str(err)) from err
     if cfg["engine"]["name"] == "deployment":
         from fedcomp.deploy import deploy
 

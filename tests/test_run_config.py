@@ -58,6 +58,12 @@ def test_cli_exits_nonzero_before_ray_starts(tmp_path):
     assert "round" not in result.stdout and not (tmp_path / "ledger.parquet").exists()
 
 
+def test_cli_component_errors_exit_2_with_the_key(tmp_path):
+    result = _run_cli("task=digits", "compressor=topk", "compressor.density=1.5", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 2
+    assert "compressor.density" in result.stderr and "(0, 1]" in result.stderr
+
+
 def test_cli_unknown_key_and_group_option_fail(tmp_path):
     unknown_key = _run_cli("federation.num_client=3", f"hydra.run.dir={tmp_path}")
     assert unknown_key.returncode != 0 and "num_client" in unknown_key.stderr
