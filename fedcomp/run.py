@@ -10,7 +10,7 @@ Examples
 
 from __future__ import annotations
 
-import logging
+import json
 import sys
 from pathlib import Path
 
@@ -20,13 +20,9 @@ from omegaconf import DictConfig
 from fedcomp.config import ConfigError, prepare, to_container
 from fedcomp.results import SUMMARY_FILE, is_complete
 
-log = logging.getLogger("fedcomp")
 
-
-def execute(cfg: dict) -> dict | None:
-    """Validate ``cfg``, run it on its engine, return the summary (None when skipped)."""
-    import json
-
+def execute(cfg: dict) -> dict:
+    """Validate ``cfg``, run it on its engine, return the summary (the saved one when skipped)."""
     output_dir = Path(cfg["output_dir"])
     if cfg.get("resume", True) and is_complete(output_dir):
         print(f"skip: {output_dir} is already complete")
