@@ -1167,8 +1167,6 @@ def main() -> None:
     import hydra
     from omegaconf import DictConfig
 
-    from fedcomp.config import ConfigError, to_container
-
     if not any(arg.split("=")[0].lstrip("+~") == "engine" for arg in sys.argv[1:]):
         sys.argv.insert(1, "engine=deployment")
 
@@ -1176,16 +1174,9 @@ def main() -> None:
 
     @hydra.main(config_path=conf, config_name="config", version_base=None)
     def _run(cfg: DictConfig) -> None:
-        from fedcomp.run import execute
+        from fedcomp.run import execute_cli
 
-        try:
-            execute(to_container(cfg))
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-        except DeploymentError as err:
-            print(f"error: deployment incomplete: {err}", file=sys.stderr)
-            sys.exit(1)
+        execute_cli(cfg)
 
     _run()
 

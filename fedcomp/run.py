@@ -81,13 +81,23 @@ def print_summary(summary: dict, output_dir: Path, max_messages: int = 8) -> Non
     print(f"  final: {final or 'n/a'}; failures {summary['num_failures']}; wall {summary['wall_time_s']:.1f} s")
 
 
-@hydra.main(config_path="../conf", config_name="config", version_base=None)
-def main(cfg: DictConfig) -> None:
+def execute_cli(cfg: DictConfig) -> None:
+    """:func:`execute` for a command line: bad input exits 2, an incomplete deployment 1."""
+    from fedcomp.deploy import DeploymentError
+
     try:
         execute(to_container(cfg))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except DeploymentError as err:
+        print(f"error: deployment incomplete: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base=None)
+def main(cfg: DictConfig) -> None:
+    execute_cli(cfg)
 
 
 if __name__ == "__main__":
