@@ -1,4 +1,8 @@
-"""Config loading and validation: bad input fails here, before any engine starts."""
+"""Compose and validate the Hydra config: bad input fails here, before any engine starts.
+
+Only Hydra and :mod:`fedcomp.core`: the Flower apps compose configs with it too (``flwr run``).
+Building the components (their own checks) is :func:`fedcomp.engines.launch.prepare`.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,13 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from fedcomp.formula import cohort_size, validate as validate_formula
+from fedcomp.core.errors import ConfigError
+from fedcomp.core.formula import cohort_size
+from fedcomp.core.formula import validate as validate_formula
+from fedcomp.core.paths import CONF_DIR
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 CLIENT_UPDATES = ("delta", "weights")
 ENGINES = ("simulation", "deployment")
-
-
-class ConfigError(ValueError):
-    """A config value outside its allowed range; the message names key and allowed values."""
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:
@@ -106,18 +108,3 @@ def to_container(cfg: DictConfig) -> dict[str, Any]:
     if not isinstance(container, dict):
         raise ConfigError("config: expected a mapping at the top level")
     return container  # type: ignore[return-value]
-
-
-def prepare(cfg: dict[str, Any]) -> None:
-    """Validate, then build everything the run needs so errors surface before Ray starts.
-
-    Instantiates the task and compressor (their own checks, e.g. density ranges and
-    freeze patterns), builds the round-0 model (checkpoint checks) and the partitions
-    (empty-partition checks).
-    """
-    validate(cfg)
-    from fedcomp.data import load_partitions
-    from fedcomp.fl.setup import get_setup
-
-    setup = get_setup(cfg)
-    load_partitions(setup.task, cfg["partition"], int(cfg["federation"]["num_clients"]), setup.seed)

@@ -14,9 +14,6 @@ Options (``conf/pretrain.yaml``, which extends ``conf/config.yaml``): ``pretrain
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,15 +23,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from fedcomp.tasks.checkpoint import default_file_mode, save_checkpoint
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(payload, fh, indent=2, default=str)
-    os.chmod(tmp, default_file_mode())
-    os.replace(tmp, path)
+from fedcomp.core.files import write_json
+from fedcomp.tasks.checkpoint import save_checkpoint
 
 
 def pretrain(cfg: DictConfig) -> dict[str, Any]:
@@ -73,7 +63,7 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
         "seconds": seconds,
         "num_parameters": sum(p.numel() for p in model.parameters()),
     }
-    _write_json(path.with_name(path.name + ".json"), summary)
+    write_json(path.with_name(path.name + ".json"), summary)
     shown = {k: round(v, 4) for k, v in test_metrics.items() if k in ("accuracy", "perplexity", "loss")}
     print(f"checkpoint: {path}")
     print(f"test ({len(test)} examples): " + ", ".join(f"{k}={v}" for k, v in shown.items()))

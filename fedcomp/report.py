@@ -7,7 +7,7 @@ Usage
 ``RESULTS`` is a run directory, a Hydra sweep directory or a whole ``results/`` tree.
 Every directory below it that holds any of the four run files (``config.yaml``,
 ``ledger.parquet``, ``metrics.parquet``, ``summary.json``) is a candidate run; it is
-loaded when all four exist (:func:`fedcomp.results.is_complete`) and skipped, with the
+loaded when all four exist (:func:`fedcomp.core.rundir.is_complete`) and skipped, with the
 reason printed, otherwise. Hidden directories (Hydra's ``.hydra/``) are not searched.
 Settings come from each run's ``config.yaml``, never from directory names.
 
@@ -34,7 +34,7 @@ traffic
     The ledger's ``recorded_by == "server"`` rows (client rows duplicate them), both
     phases (train and evaluate), failed rows included (their bytes were spent).
 formula baseline
-    :class:`fedcomp.formula.Estimate` from the run's own dense model size
+    :class:`fedcomp.core.formula.Estimate` from the run's own dense model size
     (``summary["formula"]["bytes_down"]``/``["bytes_up"]``) and its federation settings;
     the integer-cohort figures ``cohort_down_total`` / ``cohort_up_total`` are the
     uncompressed baseline per direction (what an uncompressed Flower run of the same
@@ -74,8 +74,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from fedcomp.formula import Estimate
-from fedcomp.results import CONFIG_FILE, LEDGER_FILE, METRICS_FILE, RUN_FILES, SUMMARY_FILE, is_complete
+from fedcomp.core.formula import Estimate
+from fedcomp.core.rundir import (
+    CONFIG_FILE,
+    LEDGER_FILE,
+    METRICS_FILE,
+    RUN_FILES,
+    SUMMARY_FILE,
+    is_complete,
+)
 
 DIRECTIONS = ("down", "up")
 MEASURES = ("dense", "payload", "wire")
@@ -280,12 +287,9 @@ def _short_target(section: Any) -> Any:
 
 
 def is_identity(config: dict[str, Any], summary: dict[str, Any]) -> bool:
-    """The uncompressed baseline: ``compressor_name == "none"`` or an Identity transform."""
-    if config.get("compressor_name") == "none" or summary.get("compressor") == "none":
-        return True
-    target = (config.get("compressor") or {}).get("_target_", "")
-    transform = str(summary.get("transform", ""))
-    return str(target).endswith(".Identity") or transform.startswith("Identity(")
+    """The uncompressed baseline, as the compressor declared it in ``summary.json``."""
+    declared = summary.get("compressor")
+    return bool(declared.get("identity")) if isinstance(declared, dict) else False
 
 
 def config_columns(run: Run) -> dict[str, Any]:
@@ -299,8 +303,8 @@ def config_columns(run: Run) -> dict[str, Any]:
     params = {k: v for k, v in comp.items() if k not in ("_target_", "error_feedback", "downlink")}
     return {
         "task": cfg.get("task_name") or summary.get("task") or _short_target(cfg.get("task")),
-        "compressor": cfg.get("compressor_name") or summary.get("compressor") or _short_target(comp),
-        "transform": summary.get("transform", _short_target(comp)),
+        "compressor": cfg.get("compressor_name") or summary.get("compressor_name") or _short_target(comp),
+        "transform": (summary.get("compressor") or {}).get("label", _short_target(comp)),
         "density": _find_key(comp, "density"),
         "bits": _find_key(comp, "bits"),
         "threshold": _find_key(comp, "threshold"),
@@ -824,14 +828,14 @@ def write_synthetic_run(
 
     Rounds: ``len(metric_values) - 1`` (``metric_values[r]`` is the central metric after
     round ``r``, round 0 = the initial model). Every round the integer cohort of
-    :class:`~fedcomp.formula.Estimate` trains: one ``down`` message of ``down_payload``
+    :class:`~fedcomp.core.formula.Estimate` trains: one ``down`` message of ``down_payload``
     (default ``model_bytes``) and one ``up`` message of ``up_payload`` (default
     ``model_bytes``) per client, dense ``model_bytes`` each, wire = payload +
     ``wire_overhead``; evaluation messages carry the model down and a metrics-only reply
     (wire ``wire_overhead``) up. Rows are written for the server and again for the
     client side. ``failed`` lists ``(round, partition_id)`` uplinks marked failed.
     """
-    from fedcomp.results import write_run
+    from fedcomp.core.rundir import write_run
 
     num_rounds = len(metric_values) - 1
     up_payload = model_bytes if up_payload is None else up_payload
@@ -866,8 +870,8 @@ def write_synthetic_run(
         + [(run_id, r, "federated", "train_loss", 1.0 / r) for r in range(1, num_rounds + 1)],
         columns=["run_id", "round", "scope", "metric", "value"],
     )
-    comp = {"_target_": "fedcomp.transforms.identity.Identity" if compressor == "none"
-            else f"fedcomp.transforms.{compressor}.{compressor.title()}",
+    comp = {"_target_": "fedcomp.compressors.identity.Identity" if compressor == "none"
+            else f"fedcomp.compressors.{compressor}.{compressor.title()}",
             **(compressor_params or {}), "error_feedback": compressor != "none", "downlink": False}
     config = {
         "task": {"_target_": f"fedcomp.tasks.{task}.Task"},
@@ -888,8 +892,10 @@ def write_synthetic_run(
               for d in DIRECTIONS}
     totals["total"] = {k: totals["down"][k] + totals["up"][k] for k in totals["down"]}
     summary = {
-        "run_id": run_id, "task": task, "compressor": compressor,
-        "transform": "Identity()" if compressor == "none" else f"{compressor}()", "seed": seed,
+        "run_id": run_id, "task": task, "compressor_name": compressor,
+        "compressor": {"label": compressor, "identity": compressor == "none", "params": compressor_params or {},
+                       "error_feedback": compressor != "none", "downlink": False},
+        "seed": seed,
         "bytes": totals,
         "formula": {"bytes_down": model_bytes, "bytes_up": model_bytes, "continuous_total": est.total,
                     "continuous_train_total": est.train_total, "cohort_fit": est.fit_cohort,
@@ -970,7 +976,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     written = write_tables(report, out)
     if not args.no_figures:
-        from fedcomp import plots
+        from fedcomp.analysis import figures as plots
 
         written_figs, fig_notes = plots.make_all(report, out)
         written += written_figs

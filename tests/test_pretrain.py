@@ -61,7 +61,7 @@ def test_pretrain_then_federate_with_frozen_layers(tmp_path):
     """Pretrain centrally, then federate from the checkpoint with the conv layers frozen."""
     import pandas as pd
 
-    from fedcomp.run import execute
+    from fedcomp.engines.launch import execute
     from tests.helpers import run_config
 
     ckpt = tmp_path / "digits.pt"

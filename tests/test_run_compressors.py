@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from fedcomp.config import CONF_DIR
-from fedcomp.run import execute
+from fedcomp.engines.launch import execute
 from tests.helpers import load_run, run_config
 
 ALL = sorted(p.stem for p in (CONF_DIR / "compressor").glob("*.yaml") if p.stem != "freeze_embeddings")

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from fedcomp.run import execute
+from fedcomp.engines.launch import execute
 from tests.helpers import load_run, run_config
 
 SMALL = (

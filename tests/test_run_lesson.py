@@ -1,6 +1,6 @@
 """The bandwidth lesson reproduced on Flower's simulation engine with Pythia-14M."""
 
-from fedcomp.run import execute
+from fedcomp.engines.launch import execute
 from tests.helpers import load_run, run_config
 
 PYTHIA_BYTES = 56_270_848

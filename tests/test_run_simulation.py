@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from fedcomp.ledger import COLUMNS
-from fedcomp.results import RUN_FILES
-from fedcomp.run import execute
+from fedcomp.core.ledger import COLUMNS
+from fedcomp.core.rundir import RUN_FILES
+from fedcomp.engines.launch import execute
 from tests.helpers import DIGITS_SMALL, load_run, run_config
 
 KEYS = ["round", "phase", "partition_id", "direction"]

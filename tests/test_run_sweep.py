@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from fedcomp.results import SUMMARY_FILE, is_complete
+from fedcomp.core.rundir import SUMMARY_FILE, is_complete
 
 SWEEP_ARGS = ["task=digits", "partition=iid", "federation.num_clients=2", "federation.fraction_fit=1.0",
               "federation.num_rounds=1", "compressor=none,topk"]

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import torch
 
-__all__ = ["load_checkpoint", "save_checkpoint", "read_state_dict", "is_hf_model_dir", "default_file_mode"]
+from fedcomp.core.files import atomic_write
+
+__all__ = ["load_checkpoint", "save_checkpoint", "read_state_dict", "is_hf_model_dir"]
 
 _MAX_LISTED = 10
 
@@ -153,14 +154,6 @@ def load_checkpoint(model: torch.nn.Module, path: str | os.PathLike) -> torch.nn
     return model
 
 
-def default_file_mode() -> int:
-    """``0o666`` minus the process umask: the mode ``open()`` would give a new file
-    (``mkstemp`` creates ``0o600`` files, which atomic writes should not leak)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def save_checkpoint(model: torch.nn.Module | Mapping[str, torch.Tensor], path: str | os.PathLike) -> Path:
     """Write ``model``'s state dict to ``path`` with ``torch.save``, atomically.
 
@@ -169,21 +162,7 @@ def save_checkpoint(model: torch.nn.Module | Mapping[str, torch.Tensor], path: s
     created. Returns the path written.
     """
     p = Path(path).expanduser()
-    p.parent.mkdir(parents=True, exist_ok=True)
     state = model.state_dict() if isinstance(model, torch.nn.Module) else dict(model)
     state = {k: v.detach().cpu() for k, v in state.items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, default_file_mode())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(p, lambda handle: torch.save(state, handle))
     return p

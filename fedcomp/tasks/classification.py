@@ -19,6 +19,7 @@ from torch import nn
 
 from fedcomp.tasks.base import Task
 
+
 def stratified_split(
     labels: np.ndarray, sizes: dict[str, int], seed: int
 ) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ so nothing is downloaded. The 5,000 images are split once, with a fixed seed
 
 - ``test``   (``test_size``, default 1,000 = 100 per class) — centralized evaluation,
 - ``public`` (``public_size``, default 500 = 50 per class) — central pretraining,
-- ``pool``   (the rest, 3,500) — partitioned across clients by ``fedcomp.data``.
+- ``pool``   (the rest, 3,500) — partitioned across clients by ``fedcomp.tasks.partitions``.
 
 The three splits are disjoint. Each example has the columns ``image`` (784 float32,
 normalised with the MNIST mean/std: ``(x / 255 - 0.1307) / 0.3081``) and ``label`` (int).

@@ -1,0 +1,67 @@
+"""Build a :class:`~fedcomp.compressors.channel.Channel` from its Hydra config.
+
+``conf/compressor/<name>.yaml`` names a :class:`~fedcomp.compressors.base.Compressor`
+class by ``_target_`` with its settings, plus the keys in :data:`CHANNEL_KEYS` that
+say how the federated layer applies it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from fedcomp.compressors.base import Compressor
+from fedcomp.compressors.channel import Channel
+
+#: Keys of a compressor config that configure the channel, not the compressor class.
+CHANNEL_KEYS = ("error_feedback", "downlink")
+
+
+def build_compressor(cfg: dict[str, Any]) -> Compressor:
+    """Instantiate the ``_target_`` of ``cfg`` (channel keys removed beforehand).
+
+    Raises
+    ------
+    ValueError
+        The compressor's own message for a bad setting, or a target that is not a
+        :class:`Compressor`.
+    """
+    if "_target_" not in cfg:
+        raise ValueError("compressor: expected a config with a _target_ Compressor class")
+    try:
+        compressor = instantiate(cfg, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__  # Hydra wraps constructor errors; surface the compressor's own
+        if isinstance(cause, (ValueError, TypeError)):
+            raise ValueError(str(cause)) from None
+        raise ValueError(f"compressor._target_: {err}") from None
+    if not isinstance(compressor, Compressor):
+        raise ValueError(
+            f"compressor._target_: {cfg['_target_']} did not build a Compressor "
+            f"(got {type(compressor).__name__})"
+        )
+    return compressor
+
+
+def build_channel(cfg: DictConfig | dict[str, Any]) -> Channel:
+    """The compressor in ``cfg`` and the channel keys around it.
+
+    Raises
+    ------
+    ValueError
+        If the config is not a compressor, or a channel key is not a boolean.
+    """
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    if not isinstance(data, dict):
+        raise ValueError("compressor: expected a mapping")
+    options = {key: data.pop(key, False) for key in CHANNEL_KEYS}
+    for key, value in options.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"compressor.{key}: expected true or false, got {value!r}")
+    compressor = build_compressor(data)
+    if options["error_feedback"] and not compressor.lossy:
+        options["error_feedback"] = False  # nothing is ever dropped: no residual to keep
+    return Channel(compressor=compressor, **options)

@@ -1,0 +1,97 @@
+"""The byte ledger: one row per model-carrying message, per direction, per recording side.
+
+Columns (the DESIGN.md contract)
+--------------------------------
+run_id, round, phase (train|evaluate), partition_id, node_id, direction (down|up),
+recorded_by (server|client), dense_bytes, payload_bytes, wire_bytes, status (ok|failed),
+plus ``error`` (why a row failed, empty otherwise).
+
+Byte measures
+-------------
+dense_bytes
+    What the message would cost uncompressed: ``sum(numel × element_size)`` of the
+    fp32 tensors of the full model it stands for (a frozen or sparsified tensor still
+    counts). For the identity transform the run total equals the formula exactly.
+payload_bytes
+    ``sum(nbytes)`` of the arrays actually carried (values, indices, bitmaps, scales),
+    read from the message's arrays.
+wire_bytes
+    The message as Flower serializes it (see :mod:`fedcomp.flower.measure`, which
+    measures messages; this module only holds and sums the rows).
+
+A metrics-only reply (federated evaluation) has dense and payload 0 and a small wire size.
+Byte totals are computed here once (:func:`totals`) and read everywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import pandas as pd
+
+COLUMNS = [
+    "run_id",
+    "round",
+    "phase",
+    "partition_id",
+    "node_id",
+    "direction",
+    "recorded_by",
+    "dense_bytes",
+    "payload_bytes",
+    "wire_bytes",
+    "status",
+    "error",
+]
+MEASURES = ["dense_bytes", "payload_bytes", "wire_bytes"]
+
+
+@dataclass
+class Sizes:
+    """The three byte measures of one message."""
+
+    dense_bytes: int
+    payload_bytes: int
+    wire_bytes: int
+
+
+@dataclass
+class LedgerRow:
+    """One message, one direction, seen from one side."""
+
+    run_id: str
+    round: int
+    phase: str
+    partition_id: int
+    node_id: int
+    direction: str
+    recorded_by: str
+    dense_bytes: int
+    payload_bytes: int
+    wire_bytes: int
+    status: str = "ok"
+    error: str = ""
+
+
+def to_frame(rows: list[LedgerRow] | list[dict]) -> pd.DataFrame:
+    """Rows as a tidy DataFrame with the contract's columns and integer byte columns."""
+    records = [asdict(r) if isinstance(r, LedgerRow) else r for r in rows]
+    frame = pd.DataFrame.from_records(records, columns=COLUMNS)
+    int_columns = ["round", "partition_id", "node_id", *MEASURES]
+    frame[int_columns] = frame[int_columns].astype("int64") if len(frame) else frame[int_columns]
+    frame["node_id"] = frame["node_id"].astype("uint64") if len(frame) else frame["node_id"]
+    return frame
+
+
+def totals(frame: pd.DataFrame, recorded_by: str = "server") -> dict[str, dict[str, int]]:
+    """Byte totals per direction (``down``, ``up``, ``total``) for each measure.
+
+    Failed rows count: their bytes were spent.
+    """
+    side = frame[frame["recorded_by"] == recorded_by]
+    out: dict[str, dict[str, int]] = {}
+    for direction in ("down", "up"):
+        part = side[side["direction"] == direction]
+        out[direction] = {m: int(part[m].sum()) for m in MEASURES}
+    out["total"] = {m: out["down"][m] + out["up"][m] for m in MEASURES}
+    return out

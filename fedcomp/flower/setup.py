@@ -1,0 +1,107 @@
+"""What both apps build from the run config: task, channel, frozen names, round-0 model.
+
+The same config and seed give every process (server thread, Ray actors, SuperNodes) the
+same objects, so a client can rebuild the round-0 model (and the frozen layers it never
+receives) locally, exactly as the server holds them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import Context
+from hydra.utils import instantiate
+
+from fedcomp.compressors.base import Tensors
+from fedcomp.compressors.build import build_channel
+from fedcomp.compressors.channel import Channel
+from fedcomp.core.seeds import derive_seed
+from fedcomp.flower.protocol import RUN_CONFIG_KEY
+from fedcomp.tasks.base import Task
+
+
+@dataclass
+class Setup:
+    """Objects built once per process from a resolved config.
+
+    Attributes
+    ----------
+    cfg
+        The resolved config as plain containers.
+    task, channel
+        Instantiated from ``cfg["task"]`` and ``cfg["compressor"]``.
+    frozen
+        Names of frozen tensors: never trained, never sent in either direction.
+    initial_state
+        The round-0 global model (seeded init or the task's checkpoint), fp32 numpy.
+    dense_bytes
+        ``sum(numel × element_size)`` of the full model: what an uncompressed message costs.
+    """
+
+    cfg: dict[str, Any]
+    task: Task
+    channel: Channel
+    frozen: frozenset[str]
+    initial_state: Tensors
+
+    @property
+    def dense_bytes(self) -> int:
+        return int(sum(a.nbytes for a in self.initial_state.values()))
+
+    @property
+    def sent_names(self) -> list[str]:
+        """Tensors that cross the wire (everything not frozen), in model order."""
+        return [name for name in self.initial_state if name not in self.frozen]
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg["seed"])
+
+    def model_with(self, state: Tensors) -> torch.nn.Module:
+        """A task model holding ``state`` (frozen tensors with ``requires_grad=False``)."""
+        model = self.task.build_model()
+        model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
+        for name, param in model.named_parameters():
+            param.requires_grad_(name not in self.frozen)
+        return model
+
+
+def model_state(model: torch.nn.Module) -> Tensors:
+    """A model's state dict as fp32 numpy copies, in order."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
+
+
+def build_setup(cfg: dict[str, Any]) -> Setup:
+    """Instantiate the task and the channel; build the round-0 model."""
+    task: Task = instantiate(cfg["task"], _convert_="all")
+    channel = build_channel(cfg["compressor"])
+    torch.manual_seed(derive_seed(int(cfg["seed"]), 0, 0, 0))
+    model = task.initial_model()
+    initial_state = model_state(model)
+    not_float = [k for k, v in initial_state.items() if not np.issubdtype(v.dtype, np.floating)]
+    if not_float:
+        raise ValueError(f"task {task.name}: non-float state entries are not supported: {not_float}")
+    frozen = frozenset(channel.compressor.frozen_names(list(initial_state)))
+    return Setup(cfg, task, channel, frozen, initial_state)
+
+
+@functools.lru_cache(maxsize=2)
+def _cached_setup(cfg_json: str) -> Setup:
+    return build_setup(json.loads(cfg_json))
+
+
+def get_setup(cfg: dict[str, Any]) -> Setup:
+    """The process-wide :class:`Setup` for ``cfg`` (built once, then cached)."""
+    return _cached_setup(json.dumps(cfg, sort_keys=True))
+
+
+def config_from_context(context: Context) -> dict[str, Any]:
+    """The fedcomp config carried in the run config (deployment / ``flwr run``)."""
+    if RUN_CONFIG_KEY not in context.run_config:
+        raise KeyError(f"run config has no '{RUN_CONFIG_KEY}' (start runs with fedcomp)")
+    return json.loads(str(context.run_config[RUN_CONFIG_KEY]))
