@@ -9,7 +9,7 @@ from fedcomp.engines.launch import execute
 from tests.helpers import DIGITS_SMALL, load_run, run_config
 
 KEYS = ["round", "phase", "partition_id", "direction"]
-MEASURES = ["dense_bytes", "payload_bytes", "wire_bytes"]
+MEASURES = ["dense_bytes", "payload_bytes", "wire_bytes", "request_bytes"]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def test_identity_dense_equals_the_formula_and_payload_equals_dense(identity_run
     assert len(train) == 3 * 2 * 2
     assert summary["bytes"]["up"]["dense_bytes"] == formula["cohort_up_total"]
     assert summary["bytes"]["down"]["dense_bytes"] == formula["cohort_down_total"]
-    assert (train["payload_bytes"] == train["dense_bytes"]).all()
+    # packed: the raw model plus its format and kind bytes
+    assert (train["payload_bytes"] == train["dense_bytes"] + 2).all()
     assert (train["wire_bytes"] > train["payload_bytes"]).all()
 
 

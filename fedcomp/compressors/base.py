@@ -49,6 +49,10 @@ class Encoded:
 
     arrays: Tensors
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Receiver side: the most bytes :meth:`Compressor.decode` may allocate for the
+    #: tensors it rebuilds (the model's dense size plus a small constant), whatever
+    #: ``meta`` claims; ``None`` trusts the payload (the sender checking its own).
+    limit: int | None = None
 
     @property
     def payload_bytes(self) -> int:
@@ -76,8 +80,8 @@ def spec_from_meta(name: str, entry: Any, who: str) -> tuple[tuple[int, ...], np
     Raises
     ------
     DecodeError
-        If the entry is not a dict with a list of non-negative ints and a plain
-        (non-object) numpy dtype.
+        If the entry is not a dict with a list of non-negative ints and a bool,
+        integer or float numpy dtype.
     """
     if not isinstance(entry, dict):
         raise DecodeError(f"{who} {name!r}: meta entry is not a dict")
@@ -86,11 +90,14 @@ def spec_from_meta(name: str, entry: Any, who: str) -> tuple[tuple[int, ...], np
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise DecodeError(f"{who} {name!r}: bad shape in meta: {shape!r}")
+    raw = entry.get("dtype")
     try:
-        dtype = np.dtype(entry.get("dtype"))
-    except TypeError as err:
-        raise DecodeError(f"{who} {name!r}: unknown dtype {entry.get('dtype')!r}") from err
-    if dtype.hasobject or dtype.itemsize == 0:
+        dtype = np.dtype(raw) if isinstance(raw, str) else None
+    except (TypeError, ValueError, SyntaxError):
+        dtype = None
+    if dtype is None:
+        raise DecodeError(f"{who} {name!r}: unknown dtype {str(raw)[:20]!r}")
+    if dtype.kind not in "biuf" or dtype.itemsize == 0:  # no object, structured, text
         raise DecodeError(f"{who} {name!r}: unsupported dtype {dtype.str!r}")
     return tuple(shape), dtype
 

@@ -79,22 +79,3 @@ class ErrorFeedback:
                 )
             out[name] = value - sent.astype(np.float32, copy=False)
         return out
-
-    def step(
-        self,
-        compressor: Compressor,
-        update: Tensors,
-        residual: Tensors | None,
-        rng: np.random.Generator,
-    ) -> tuple[Encoded, Tensors]:
-        """One client round: compensate, encode, and compute the new residual.
-
-        Returns
-        -------
-        encoded, new_residual
-            The payload to send and the residual to keep for the next round.
-        """
-        compensated = self.compensate(update, residual)
-        encoded = compressor.encode(compensated, rng)
-        transmitted = compressor.decode(encoded)
-        return encoded, self.residual(compensated, transmitted)

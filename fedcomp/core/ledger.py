@@ -4,17 +4,22 @@ Columns (the DESIGN.md contract)
 --------------------------------
 run_id, round, phase (train|evaluate), partition_id, node_id, direction (down|up),
 recorded_by (server|client), dense_bytes, payload_bytes, wire_bytes, status (ok|failed),
-plus ``error`` (why a row failed, empty otherwise).
+plus ``kind`` (server rows: ``model`` the global weights, ``delta`` one compressed
+downlink change, ``catch-up`` several, ``resync`` a dense re-sync; ``update`` or
+``metrics`` for replies) and ``error`` (why a row failed, one line, empty otherwise).
 
 Byte measures
 -------------
 dense_bytes
     What the message would cost uncompressed: ``sum(numel × element_size)`` of the
     fp32 tensors of the full model it stands for (a frozen or sparsified tensor still
-    counts). For the identity transform the run total equals the formula exactly.
+    counts). For the identity compressor the run total equals the formula exactly.
 payload_bytes
-    ``sum(nbytes)`` of the arrays actually carried (values, indices, bitmaps, scales),
-    read from the message's arrays.
+    The bytes of the payload actually carried, read from the message: with
+    ``wire.layout=packed`` the length of each packed byte string (values, indices,
+    bitmaps, scales and the packed header — 2 B for an uncompressed model); with
+    ``wire.layout=arrays`` ``sum(nbytes)`` of the arrays (their JSON meta travels in a
+    config record and counts only in wire_bytes).
 wire_bytes
     The message as Flower serializes it (see :mod:`fedcomp.flower.measure`, which
     measures messages; this module only holds and sums the rows).
@@ -37,22 +42,27 @@ COLUMNS = [
     "node_id",
     "direction",
     "recorded_by",
+    "kind",
     "dense_bytes",
     "payload_bytes",
     "wire_bytes",
+    "link_bytes",
+    "request_bytes",
     "status",
     "error",
 ]
-MEASURES = ["dense_bytes", "payload_bytes", "wire_bytes"]
+MEASURES = ["dense_bytes", "payload_bytes", "wire_bytes", "link_bytes", "request_bytes"]
 
 
 @dataclass
 class Sizes:
-    """The three byte measures of one message."""
+    """The byte measures of one message (see the module docstring)."""
 
     dense_bytes: int
     payload_bytes: int
     wire_bytes: int
+    link_bytes: int
+    request_bytes: int
 
 
 @dataclass
@@ -69,6 +79,9 @@ class LedgerRow:
     dense_bytes: int
     payload_bytes: int
     wire_bytes: int
+    link_bytes: int
+    request_bytes: int
+    kind: str = ""
     status: str = "ok"
     error: str = ""
 

@@ -1,34 +1,43 @@
-"""fedcomp's ClientApp: receive the model, train, encode the update, reply.
+"""fedcomp's ClientApp: receive the model, train, compress the update, reply.
 
 ``app`` (module level) is what ``flwr run`` loads; it reads the fedcomp config from the
-run config key ``fedcomp-config`` (a JSON string). The simulation engine builds the
-same app with the config bound directly (:func:`build_client_app`).
+run config (:func:`fedcomp.flower.setup.config_from_context`). The simulation engines
+build the same app with the config bound directly (:func:`build_client_app`).
+
+What a client keeps in its Flower Context state between rounds: the error-feedback
+residual, its compressor's own memory, and with a compressed downlink the model it
+holds and that model's broadcast version.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from fedcomp.compressors.base import Tensors
-from fedcomp.compressors.channel import add, decode_checked, subtract
+from fedcomp.compressors.base import RoundInfo, Tensors
+from fedcomp.compressors.channel import (
+    CatchUp,
+    apply_catch_up,
+    decode_checked,
+    encode_update,
+    subtract,
+)
 from fedcomp.compressors.identity import Identity
-from fedcomp.compressors.memory import ErrorFeedback
 from fedcomp.core.seeds import derive_seed
 from fedcomp.flower import protocol
-from fedcomp.flower.mods import ledger_mod
+from fedcomp.flower.mods import make_ledger_mod
 from fedcomp.flower.setup import Setup, config_from_context, get_setup, model_state
+from fedcomp.tasks.partitions import load_partitions, partition_stats
 
-HELD_KEY = "fedcomp.held"
-RESIDUAL_KEY = "fedcomp.residual"
-
-log = logging.getLogger(__name__)
+HELD = "fedcomp.held"
+SYNC = "fedcomp.sync"
+RESIDUAL = "fedcomp.residual"
+STATE = "fedcomp.state"
 
 
 class InjectedFault(RuntimeError):
@@ -48,119 +57,133 @@ def _fault(setup: Setup, kind: str, pid: int, server_round: int) -> bool:
     return pid in (faults.get(kind) or []) and (not rounds or server_round in rounds)
 
 
-def _state_arrays(context: Context, key: str) -> Tensors | None:
+def _load(context: Context, key: str) -> Tensors | None:
     record = context.state.array_records.get(key)
     return protocol.from_array_record(record) if record is not None else None
 
 
-def receive_model(setup: Setup, msg: Message, context: Context) -> Tensors:
-    """The full model this client holds after decoding a model-carrying message."""
-    encoded = protocol.unpack(msg.content)
-    names = setup.sent_names
+def _store(context: Context, key: str, tensors: Tensors | None) -> None:
+    if tensors is not None:
+        context.state[key] = protocol.to_array_record(tensors)
+
+
+def _partition(setup: Setup, pid: int):
+    num_clients = int(setup.cfg["federation"]["num_clients"])
+    return load_partitions(setup.task, setup.cfg["partition"], num_clients, setup.seed)[pid]
+
+
+def receive_model(setup: Setup, msg: Message, context: Context) -> tuple[Tensors, dict[str, int]]:
+    """The full model this client holds after a model-carrying message, and what to report.
+
+    With a compressed downlink the report is the broadcast version and checksum the
+    client now holds (the server advances its record of the client only on a match).
+    """
+    payloads, fields = protocol.from_content(msg.content, setup.layout, setup.spec)
+    names, initial = setup.sent_names, setup.initial_state
     if not setup.channel.downlink:
-        weights = decode_checked(Identity(), encoded, setup.initial_state, names)
-        return {**setup.initial_state, **weights}
-    held = _state_arrays(context, HELD_KEY) or dict(setup.initial_state)
-    delta = decode_checked(setup.channel.compressor, encoded, setup.initial_state, names)
-    model = add(held, delta)
-    context.state[HELD_KEY] = protocol.to_array_record(model)
-    return model
-
-
-def encode_update(
-    setup: Setup, update: Tensors, context: Context, server_round: int, pid: int
-) -> RecordDict:
-    """Encode an update (with error feedback when configured) into reply protocol."""
-    channel = setup.channel
-    rng = np.random.default_rng(derive_seed(setup.seed, server_round, pid, 2))
-    if channel.error_feedback:
-        residual = _state_arrays(context, RESIDUAL_KEY)
-        encoded, residual = ErrorFeedback().step(channel.compressor, update, residual, rng)
-        context.state[RESIDUAL_KEY] = protocol.to_array_record(residual)
-    else:
-        encoded = channel.compressor.encode(update, rng)
-    if _fault(setup, "corrupt", pid, server_round):
-        name = next(iter(encoded.arrays))
-        encoded.arrays[name] = encoded.arrays[name].reshape(-1)[:-1].copy()
-    return protocol.pack(encoded, setup.dense_bytes)
+        if len(payloads) != 1:
+            raise ValueError(f"expected one model payload, got {len(payloads)}")
+        return {**initial, **decode_checked(Identity(), payloads[0], initial, names)}, {}
+    dense = bool(fields.get("d", False))
+    message = CatchUp(
+        first_version=int(fields["v"]),
+        target_version=int(fields["t"]),
+        target_checksum=int(fields["h"]),
+        deltas=[] if dense else payloads,
+        dense=decode_checked(Identity(), payloads[0], initial, names) if dense else None,
+    )
+    held = _load(context, HELD) or {n: initial[n] for n in names}
+    sync = context.state.config_records.get(SYNC)
+    version = int(sync["v"]) if sync is not None else 0
+    held, version = apply_catch_up(setup.channel.compressor, held, version, message, initial, names)
+    _store(context, HELD, held)
+    context.state[SYNC] = ConfigRecord({"v": version})
+    return {**initial, **held}, {"v": version, "h": message.target_checksum}
 
 
 def client_train(setup: Setup, msg: Message, context: Context) -> Message:
-    """Decode the global model, train locally, reply with the encoded update."""
+    """Decode the global model, train locally, reply with the compressed update."""
     torch.set_num_threads(1)
     pid = partition_id(context)
-    server_round = int(msg.content[protocol.CONFIG]["server-round"])
+    server_round = int(msg.metadata.group_id)
     if _fault(setup, "crash", pid, server_round):
         raise InjectedFault(f"client {pid} crashed in round {server_round} (faults.crash)")
-    received = receive_model(setup, msg, context)
+    received, report = receive_model(setup, msg, context)
     client_cfg = setup.cfg["client"]
     metrics: dict[str, float] = {"num_examples": 0.0}
+    trained = received
     if client_cfg.get("train", True):
-        from fedcomp.tasks.partitions import load_partitions
-
-        data = load_partitions(setup.task, setup.cfg["partition"], _num_clients(setup), setup.seed)[pid]
+        seed = derive_seed(setup.seed, server_round, pid, 1)
         model = setup.model_with(received)
-        torch.manual_seed(derive_seed(setup.seed, server_round, pid, 1))
+        torch.manual_seed(seed)
         metrics = setup.task.train(
-            model,
-            data,
-            epochs=int(client_cfg["local_epochs"]),
-            steps=client_cfg.get("local_steps"),
-            seed=derive_seed(setup.seed, server_round, pid, 1),
+            model, _partition(setup, pid), epochs=int(client_cfg["local_epochs"]),
+            steps=client_cfg.get("local_steps"), seed=seed,
         )
         trained = model_state(model)
-    else:
-        trained = received
-    names = list(setup.initial_state)  # the transform drops frozen tensors itself (Freeze stage)
+    names = list(setup.initial_state)  # a Freeze stage drops the frozen tensors itself
     if client_cfg.get("update", "delta") == "weights":
         update = {n: trained[n] for n in names}
     else:
         update = subtract(trained, received, names)
-    content = encode_update(setup, update, context, server_round, pid)
-    content[protocol.METRICS] = MetricRecord({k: float(v) for k, v in metrics.items()})
+    if _fault(setup, "nan", pid, server_round):
+        first = next(iter(update))
+        update[first] = update[first].copy()
+        update[first].reshape(-1)[0] = np.nan
+    rng = np.random.default_rng(derive_seed(setup.seed, server_round, pid, 2))
+    info = RoundInfo(server_round, setup.num_rounds, pid)
+    encoded, residual, state = encode_update(
+        setup.channel, update, _load(context, RESIDUAL), _load(context, STATE) or {}, rng, info
+    )
+    _store(context, RESIDUAL, residual)
+    _store(context, STATE, state)
+    fields = {"n": int(metrics.pop("num_examples")), **{k: float(v) for k, v in metrics.items()}, **report}
+    content = protocol.to_content([encoded], fields, setup.layout, setup.spec)
+    if _fault(setup, "corrupt", pid, server_round):
+        corrupt(content)
     return Message(content, reply_to=msg)
+
+
+def corrupt(content: RecordDict) -> None:
+    """Cut the last byte of the payload (``faults.corrupt``): the server must refuse it."""
+    record = content.config_records[protocol.PAYLOAD]
+    if "p" in record:
+        blobs = list(record["p"])
+        blobs[0] = blobs[0][:-1]
+        record["p"] = blobs
+        return
+    arrays = content.array_records[protocol.ARRAYS]
+    name = next(iter(arrays))
+    arrays[name] = protocol.to_array_record({name: arrays[name].numpy().reshape(-1)[:-1].copy()})[name]
 
 
 def client_evaluate(setup: Setup, msg: Message, context: Context) -> Message:
     """Evaluate the received global model on this client's partition."""
-    from fedcomp.tasks.partitions import load_partitions
-
     torch.set_num_threads(1)
     pid = partition_id(context)
-    received = receive_model(setup, msg, context)
-    data = load_partitions(setup.task, setup.cfg["partition"], _num_clients(setup), setup.seed)[pid]
+    received, report = receive_model(setup, msg, context)
+    data = _partition(setup, pid)
     metrics = setup.task.evaluate(setup.model_with(received), data)
-    metrics["num_examples"] = float(len(data))
-    return Message(
-        RecordDict({protocol.METRICS: MetricRecord({k: float(v) for k, v in metrics.items()})}),
-        reply_to=msg,
-    )
+    fields = {"n": len(data), **{k: float(v) for k, v in metrics.items()}, **report}
+    return Message(RecordDict({protocol.PAYLOAD: ConfigRecord(fields)}), reply_to=msg)
 
 
 def client_query(setup: Setup, msg: Message, context: Context) -> Message:
     """Tell the server which partition this node serves, its size and label histogram."""
-    from fedcomp.tasks.partitions import load_partitions, partition_stats
-
     pid = partition_id(context)
-    partitions = load_partitions(setup.task, setup.cfg["partition"], _num_clients(setup), setup.seed)
-    stats = partition_stats([partitions[pid]], setup.task.label_column)[0]
+    stats = partition_stats([_partition(setup, pid)], setup.task.label_column)[0]
     stats["partition_id"] = pid
-    return Message(
-        RecordDict({protocol.PARTITION_STATS: ConfigRecord({"stats": json.dumps(stats, default=str)})}),
-        reply_to=msg,
-    )
-
-
-def _num_clients(setup: Setup) -> int:
-    return int(setup.cfg["federation"]["num_clients"])
+    record = ConfigRecord({"stats": json.dumps(stats, default=str)})
+    return Message(RecordDict({protocol.PARTITION_STATS: record}), reply_to=msg)
 
 
 def build_client_app(cfg: dict[str, Any] | None = None) -> ClientApp:
     """The ClientApp; ``cfg`` binds the config (simulation), else it comes from run config."""
-    app = ClientApp(mods=[ledger_mod])
 
     def setup_of(context: Context) -> Setup:
         return get_setup(cfg if cfg is not None else config_from_context(context))
+
+    app = ClientApp(mods=[make_ledger_mod(lambda context: setup_of(context).dense_bytes)])
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:

@@ -1,6 +1,8 @@
-"""Measure a Flower message: ``dense_bytes``, ``payload_bytes`` and ``wire_bytes``.
+"""Measure a Flower message: dense, payload, wire, link and request bytes.
 
-``wire_bytes`` is the size of a message as Flower 1.42 transfers it between nodes.
+``wire_bytes`` is the size of a message as Flower 1.42 transfers it between nodes;
+``link_bytes`` what it costs through a SuperLink that keeps objects; ``request_bytes``
+the per-object request overhead nobody else counts (see :func:`measure`).
 
 Simulation never serializes, so fedcomp computes it with Flower's own serializer and
 protocol messages. Flower 1.42 sends a message as a tree of *inflatable objects*, each
@@ -27,9 +29,8 @@ What is not counted
     that is not a message (the SuperLink's ``PushMessagesResponse`` acknowledgement, which
     lists the object ids it still needs and travels down); fedcomp's own
     bookkeeping record (``fedcomp.ledger``); objects the SuperLink already holds from an
-    earlier message of the same run (cross-message de-duplication, which only a
-    deployment sees). ``docs/deployment.md`` compares the total with the SuperLink's
-    own traffic counters.
+    earlier message of the same run (that is ``link_bytes``). ``docs/deployment.md``
+    compares the totals with the SuperLink's own traffic counters.
 """
 
 from __future__ import annotations
@@ -44,7 +45,13 @@ from flwr.proto.fleet_pb2 import (  # pylint: disable=no-name-in-module
     PushMessagesRequest,
 )
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
-from flwr.proto.message_pb2 import ObjectTree  # pylint: disable=no-name-in-module
+from flwr.proto.message_pb2 import (  # pylint: disable=no-name-in-module
+    ObjectTree,
+    PullObjectRequest,
+    PullObjectResponse,
+    PushObjectRequest,
+    PushObjectResponse,
+)
 from flwr.proto.node_pb2 import Node  # pylint: disable=no-name-in-module
 from flwr.supercore.constant import HEAD_BODY_DIVIDER, HEAD_VALUE_DIVIDER
 from flwr.supercore.inflatable.inflatable_object import (
@@ -54,7 +61,7 @@ from flwr.supercore.inflatable.inflatable_object import (
 )
 
 from fedcomp.core.ledger import LedgerRow, Sizes
-from fedcomp.flower.protocol import LEDGER, dense_bytes_of, payload_bytes_of
+from fedcomp.flower.protocol import LEDGER, empty_content, payload_bytes_of
 
 #: An object id as deployment carries it (hex SHA-256).
 OBJECT_ID = "0" * 64
@@ -67,12 +74,6 @@ def _proto_metadata(message: Message, message_id: str):
     if proto.reply_to_message_id:
         proto.reply_to_message_id = OBJECT_ID
     return proto
-
-
-def content_wire_bytes(content: RecordDict) -> int:
-    """Bytes of the unique deflated objects of a RecordDict and everything below it."""
-    objects = get_all_nested_objects(content)
-    return sum(len(obj.deflate()) for obj in objects.values())
 
 
 def message_object_bytes(message: Message, content_id: str | None) -> int:
@@ -112,35 +113,101 @@ def strip_bookkeeping(content: RecordDict) -> RecordDict:
 
 def object_bytes(message: Message) -> int:
     """Bytes of the unique deflated objects of ``message`` (bookkeeping excluded)."""
-    if not message.has_content():
-        return message_object_bytes(message, None)
-    content = strip_bookkeeping(message.content)
-    return content_wire_bytes(content) + message_object_bytes(message, content.object_id)
+    content = strip_bookkeeping(message.content) if message.has_content() else None
+    return measure(message, 0).wire_bytes - envelope_bytes(message, content)
 
 
 def wire_bytes(message: Message) -> int:
-    """Objects plus envelope of ``message`` (see module docstring).
+    """Objects plus envelope of ``message`` (see module docstring)."""
+    return measure(message, 0).wire_bytes
 
-    Object ids are hashed once per call (Flower's ``no_object_id_recompute``), not once
-    per parent that asks for them.
+
+#: A session id as the SuperLink hands it out (``str(uuid4())``).
+SESSION_ID = "0" * 36
+
+
+def _varint_size(value: int) -> int:
+    return max(1, (int(value).bit_length() + 6) // 7)
+
+
+def object_request_bytes(message: Message, size: int) -> int:
+    """The request and response bytes around one object transfer, without its content.
+
+    A SuperNode pulls each object of a message sent to it (``PullObjectRequest``, then a
+    ``PullObjectResponse`` whose content the SuperLink counts) and pushes each object of a
+    reply the SuperLink does not hold (``PushObjectRequest``, whose content it counts, and
+    a ``PushObjectResponse``). The rest of those protobufs — the 64-hex object id, node,
+    run and session ids, flags, length prefixes — is counted by neither the SuperLink's
+    counters nor ``wire_bytes``.
     """
+    run_id = message.metadata.run_id
+    content_prefix = (1 + _varint_size(size)) if size else 0
+    if not message.metadata.reply_to_message_id:  # pulled by the receiving SuperNode
+        request = PullObjectRequest(node=Node(node_id=message.metadata.dst_node_id), run_id=run_id, object_id=OBJECT_ID)
+        response = PullObjectResponse(object_found=True, object_available=True)
+        return request.ByteSize() + response.ByteSize() + content_prefix
+    request = PushObjectRequest(
+        node=Node(node_id=message.metadata.src_node_id), run_id=run_id, object_id=OBJECT_ID, session_id=SESSION_ID
+    )
+    return request.ByteSize() + content_prefix + PushObjectResponse(stored=True).ByteSize()
+
+
+def measure(message: Message, dense_bytes: int, held: set[str] | None = None) -> Sizes:
+    """The byte measures of ``message``.
+
+    Parameters
+    ----------
+    message
+        The message; fedcomp's bookkeeping record is left out of every measure.
+    dense_bytes
+        What it stands for uncompressed (the message does not carry it): the full model
+        for a model-carrying message, 0 for a metrics-only reply.
+    held
+        Ids of the objects a SuperLink holds when this message is pushed to it (objects of
+        earlier replies of the same round that the ServerApp has not collected yet; Flower
+        1.42 does not push those again). The message's content objects are added to it.
+        ``None``: nothing is held, ``link_bytes == wire_bytes`` (messages a SuperNode
+        pulls: every receiver pulls every object).
+
+    Returns
+    -------
+    Sizes
+        ``payload_bytes`` read from the message; ``wire_bytes`` its unique objects plus
+        its envelope; ``link_bytes`` the same without the objects in ``held``;
+        ``request_bytes`` :func:`object_request_bytes` for every object transferred.
+    """
+    payload = payload_bytes_of(message.content) if message.has_content() else 0
     with no_object_id_recompute():
         content = strip_bookkeeping(message.content) if message.has_content() else None
-        return object_bytes(message) + envelope_bytes(message, content)
-
-
-def measure(message: Message) -> Sizes:
-    """Measure a message: declared dense size, carried array bytes, serialized size."""
-    if not message.has_content():
-        return Sizes(0, 0, wire_bytes(message))
+        sizes = {}
+        if content is not None:
+            sizes = {oid: len(obj.deflate()) for oid, obj in get_all_nested_objects(content).items()}
+        own = message_object_bytes(message, content.object_id if content is not None else None)
+        wire = sum(sizes.values()) + own + envelope_bytes(message, content)
+    skipped = {oid for oid in sizes if held is not None and oid in held}
+    link = wire - sum(sizes[oid] for oid in skipped)
+    if held is not None:
+        held.update(sizes)
+    requests = object_request_bytes(message, own) + sum(
+        object_request_bytes(message, size) for oid, size in sizes.items() if oid not in skipped
+    )
     return Sizes(
-        dense_bytes=dense_bytes_of(message.content),
-        payload_bytes=payload_bytes_of(message.content),
-        wire_bytes=wire_bytes(message),
+        dense_bytes=int(dense_bytes), payload_bytes=payload, wire_bytes=wire, link_bytes=link, request_bytes=requests
     )
 
 
-def ledger_row(message: Message, **fields: object) -> LedgerRow:
+def ledger_row(message: Message, dense_bytes: int, held: set[str] | None = None, **fields: object) -> LedgerRow:
     """A ledger row for ``message`` with its measured sizes and the identifying ``fields``."""
-    sizes = measure(message)
-    return LedgerRow(**fields, **asdict(sizes))  # type: ignore[arg-type]
+    return LedgerRow(**fields, **asdict(measure(message, dense_bytes, held)))  # type: ignore[arg-type]
+
+
+def floor_bytes(message: Message, layout: str, fields: dict[str, int | float]) -> int:
+    """Flower's fixed cost of a model-carrying message like ``message``.
+
+    The wire bytes, with the installed Flower, of a message with the same metadata in
+    fedcomp's ``layout`` whose payload is empty and whose only scalar fields are
+    ``fields`` (``n`` for a reply: what FedAvg needs). A real message's wire bytes minus
+    its payload exceed this by its other scalar fields (train metrics, checksums) and
+    the few varint bytes its payload's length takes.
+    """
+    return wire_bytes(Message(metadata=message.metadata, content=empty_content(layout, fields)))

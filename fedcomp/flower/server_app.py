@@ -18,7 +18,8 @@ from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
 from fedcomp.core.units import short
-from fedcomp.flower.setup import config_from_context, get_setup
+from fedcomp.flower.run_config import server_config
+from fedcomp.flower.setup import get_setup
 from fedcomp.flower.strategy import TrackingFedAvg
 from fedcomp.flower.summary import write_results
 
@@ -86,7 +87,7 @@ def build_server_app(cfg: dict[str, Any] | None = None) -> ServerApp:
 
     @app.main()
     def main(grid: Grid, context: Context) -> None:
-        run_rounds(cfg if cfg is not None else config_from_context(context), grid)
+        run_rounds(cfg if cfg is not None else server_config(context, grid), grid)
 
     return app
 

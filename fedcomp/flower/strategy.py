@@ -1,43 +1,53 @@
-"""The server side: a FedAvg on update payloads that records every message in the ledger.
+"""The server side: FedAvg on compressed updates that records every message in the ledger.
 
-:class:`TrackingFedAvg` is a Flower ``Strategy``; Flower's own ``Strategy.start`` drives
-the rounds. It differs from ``flwr.serverapp.strategy.FedAvg`` where fedcomp needs it to:
+:class:`TrackingFedAvg` is a Flower ``Strategy``; Flower's own ``Strategy.start``
+drives the rounds. It differs from ``flwr.serverapp.strategy.FedAvg`` where fedcomp
+needs it to:
 
-- sampling is over *partition ids* with a seeded generator (Flower samples random node
-  ids, so its sampling is not reproducible); a one-off ``query`` message maps node ids
-  to partition ids and collects each client's sample count and label histogram;
-- clients send encoded updates, which are decoded, checked and averaged
-  (weighted by ``num_examples``) into the global model;
+- sampling is over partition ids with a seeded generator (:mod:`fedcomp.flower.sampling`);
+- the model goes down as :mod:`fedcomp.flower.downlink` builds it (plain or compressed);
+- clients send compressed updates, which are decoded, checked and combined: by the
+  compressor's own ``aggregate`` when it has one, else the example-weighted mean; the
+  server optimizer (``server``) applies the result to the global model;
 - every model-carrying message is measured (server rows) and the client's own rows,
   carried back in the reply, are stored beside them;
-- a client that raises or a payload that does not decode is recorded with status
-  ``failed`` (its bytes still count) and the round goes on without it.
+- a client that raises, a payload that does not decode, or a ``num_examples`` claim
+  that cannot be true is recorded ``failed`` (its bytes still count) and the round goes
+  on without it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.app.message_type import MessageType
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from fedcomp.compressors.base import DecodeError, Encoded, Tensors
+from fedcomp.compressors.base import DecodeError, Tensors
 from fedcomp.compressors.channel import add, decode_checked, subtract
-from fedcomp.core.formula import cohort_size
+from fedcomp.core.errors import one_line
 from fedcomp.core.ledger import LedgerRow
-from fedcomp.core.seeds import derive_seed
 from fedcomp.flower import protocol
-from fedcomp.flower.measure import ledger_row
+from fedcomp.flower.aggregate import (
+    BadExamples,
+    check_examples,
+    normalized,
+    weighted_mean,
+    weighted_metrics,
+)
+from fedcomp.flower.downlink import Downlink
+from fedcomp.flower.measure import floor_bytes, ledger_row
+from fedcomp.flower.sampling import Partitions
 from fedcomp.flower.setup import Setup
 
 log = logging.getLogger(__name__)
+#: Reply fields that are not metrics.
+SYNC_FIELDS = ("v", "h")
 
 
 @dataclass
@@ -60,116 +70,63 @@ class RoundLog:
 
 
 class TrackingFedAvg(Strategy):
-    """FedAvg over encoded updates with a byte ledger, reproducible sampling and failures.
+    """FedAvg over compressed updates with a byte ledger, reproducible sampling and failures.
 
     Parameters
     ----------
     setup
-        Task, compression and round-0 model built from the run config.
+        Task, channel and round-0 model built from the run config.
     run_id
         Identifier written in every ledger row.
+    optimizer
+        The server optimizer (``server``): ``step(global_state, update)`` returns the
+        new global state; ``None`` adds the update (FedAvg with server learning rate 1).
     """
 
-    def __init__(self, setup: Setup, run_id: str) -> None:
+    def __init__(self, setup: Setup, run_id: str, optimizer=None) -> None:
         self.setup = setup
         self.run_id = run_id
+        self.optimizer = optimizer
         fed = setup.cfg["federation"]
-        self.num_clients = int(fed["num_clients"])
         self.fraction_fit = float(fed["fraction_fit"])
         self.fraction_evaluate = float(fed["fraction_evaluate"])
         self.min_fit_clients = int(fed.get("min_fit_clients", 1))
         self.global_state: Tensors = dict(setup.initial_state)
-        self.held: dict[int, Tensors] = {}  # downlink mirror: model each partition holds
-        self.node_to_partition: dict[int, int] = {}
-        self.partition_stats: list[dict] = []
+        self.generation = 0  # how many times the global model changed
+        self.partitions = Partitions(int(fed["num_clients"]), setup.seed)
+        self.downlink = Downlink(setup)
+        self.aggregation_state: Tensors = {}
         self.rows: list[LedgerRow] = []
         self.client_rows: list[dict] = []
         self.failures: list[Failure] = []
+        self.floor: dict[str, int] = {}
         self.log = RoundLog()
         self._pending: dict[tuple[int, str, int], LedgerRow] = {}
         self.connect_timeout = float(setup.cfg["engine"].get("connect_timeout", 300))
 
-    # ------------------------------------------------------------------ sampling
-    def discover(self, grid: Grid) -> None:
-        """Map node ids to partition ids with one query message per node."""
-        node_ids = wait_for_nodes(grid, self.num_clients, self.connect_timeout)
-        queries = [
-            Message(RecordDict({protocol.CONFIG: ConfigRecord({"server-round": 0})}), node_id,
-                    MessageType.QUERY)
-            for node_id in node_ids
-        ]
-        stats = []
-        for reply in grid.send_and_receive(queries):
-            if reply.has_error():
-                raise RuntimeError(
-                    f"node {reply.metadata.src_node_id} failed the partition query: "
-                    f"{reply.error.reason}"
-                )
-            info = json.loads(str(reply.content.config_records[protocol.PARTITION_STATS]["stats"]))
-            self.node_to_partition[reply.metadata.src_node_id] = int(info["partition_id"])
-            stats.append(info)
-        self.partition_stats = sorted(stats, key=lambda s: s["partition_id"])
-        found = sorted(self.node_to_partition.values())
-        if found != list(range(self.num_clients)):
-            raise RuntimeError(
-                f"expected partitions 0..{self.num_clients - 1} from the nodes, got {found}"
-            )
+    @property
+    def partition_stats(self) -> list[dict]:
+        return self.partitions.stats
 
-    def sample(self, server_round: int, phase: str, fraction: float) -> list[int]:
-        """Node ids of a seeded sample of partitions (integer cohort, as Flower's)."""
-        minimum = self.min_fit_clients if phase == MessageType.TRAIN else 1  # as the formula
-        size = cohort_size(self.num_clients, fraction, minimum)
-        if size == 0:
-            return []
-        purpose = 0 if phase == MessageType.TRAIN else 1
-        rng = np.random.default_rng(derive_seed(self.setup.seed, server_round, purpose, 3))
-        chosen = sorted(int(p) for p in rng.choice(self.num_clients, size=size, replace=False))
-        by_partition = {p: n for n, p in self.node_to_partition.items()}
-        return [by_partition[p] for p in chosen]
-
-    # ------------------------------------------------------------------ downlink
-    def _downlink_content(self, server_round: int, partition: int, shared: dict) -> RecordDict:
-        """Records of the model message for one client (shared when not per-client)."""
-        names = self.setup.sent_names
-        channel = self.setup.channel
-        if not channel.downlink:
-            if "content" not in shared:  # one object for all clients, as Flower would send
-                encoded = Encoded({n: self.global_state[n] for n in names}, {})
-                shared["content"] = protocol.pack(encoded, self.setup.dense_bytes)
-            content = RecordDict(dict(shared["content"].items()))
-        else:
-            held = self.held.get(partition, self.setup.initial_state)
-            delta = subtract(self.global_state, held, list(held))  # Freeze drops frozen ones
-            rng = np.random.default_rng(derive_seed(self.setup.seed, server_round, partition, 4))
-            encoded = channel.compressor.encode(delta, rng)
-            decoded = decode_checked(channel.compressor, encoded, self.setup.initial_state, names)
-            self.held[partition] = add(held, decoded)
-            content = protocol.pack(encoded, self.setup.dense_bytes)
-        content[protocol.CONFIG] = ConfigRecord({"server-round": server_round})
-        return content
-
+    # ------------------------------------------------------------------ sending
     def _configure(self, server_round: int, phase: str, grid: Grid, fraction: float) -> list[Message]:
-        if not self.node_to_partition:
-            self.discover(grid)
-        shared: dict = {}
+        if not self.partitions.node_to_partition:
+            self.partitions.discover(grid, self.connect_timeout)
+        minimum = self.min_fit_clients if phase == MessageType.TRAIN else 1  # as the formula
+        self.downlink.start(self.global_state, self.generation, server_round)
         messages = []
-        for node_id in self.sample(server_round, phase, fraction):
-            partition = self.node_to_partition[node_id]
-            content = self._downlink_content(server_round, partition, shared)
-            message = Message(content, node_id, phase)
+        for node_id, partition in self.partitions.sample(server_round, phase, fraction, minimum):
+            content, kind = self.downlink.content(partition)
+            message = Message(content, node_id, phase, group_id=str(server_round))
             row = ledger_row(
-                message,
-                run_id=self.run_id,
-                round=server_round,
-                phase=phase,
-                partition_id=partition,
-                node_id=node_id,
-                direction="down",
-                recorded_by="server",
+                message, self.setup.dense_bytes, run_id=self.run_id, round=server_round, phase=phase,
+                partition_id=partition, node_id=node_id, direction="down", recorded_by="server", kind=kind,
             )
             self.rows.append(row)
             self._pending[(server_round, phase, node_id)] = row
             messages.append(message)
+            if "down" not in self.floor:
+                self.floor["down"] = floor_bytes(message, self.setup.layout, {})
         return messages
 
     def configure_train(
@@ -185,125 +142,110 @@ class TrackingFedAvg(Strategy):
         return self._configure(server_round, MessageType.EVALUATE, grid, self.fraction_evaluate)
 
     # ------------------------------------------------------------------ replies
-    def _receive(self, server_round: int, phase: str, replies: Iterable[Message]) -> list[tuple[Message, LedgerRow]]:
-        """Record every reply; return the ones that arrived without error."""
-        received = []
-        for reply in replies:
+    def _fail(self, row: LedgerRow, server_round: int, phase: str, reason: str) -> None:
+        reason = one_line(reason)
+        row.status, row.error = "failed", reason
+        self.failures.append(Failure(server_round, phase, row.partition_id, row.node_id, reason))
+        log.warning("round %d: client %d failed: %s", server_round, row.partition_id, reason)
+
+    def _receive(self, server_round: int, phase: str, replies: Iterable[Message]) -> list[tuple[Message, LedgerRow, dict]]:
+        """Record every reply; return the ones that arrived without error, with their fields.
+
+        Replies are taken in partition order (they arrive in any order; a fixed order keeps
+        float sums reproducible). ``held`` models the SuperLink's object store for
+        ``link_bytes``: the objects of this round's earlier replies.
+        """
+        received, held = [], set()
+        for reply in sorted(replies, key=lambda r: self.partitions.of(r.metadata.src_node_id)):
             node_id = reply.metadata.src_node_id
-            partition = self.node_to_partition.get(node_id, -1)
+            partition = self.partitions.of(node_id)
             down = self._pending.pop((server_round, phase, node_id), None)
             if reply.has_error():
                 reason = f"client raised: {reply.error.reason}"
+                self.downlink.lost(partition, reason)
                 if down is not None:
-                    down.status, down.error = "failed", reason
-                self.failures.append(Failure(server_round, phase, partition, node_id, reason))
-                log.warning("round %d: client %d failed: %s", server_round, partition, reason)
+                    self._fail(down, server_round, phase, reason)
                 continue
             if protocol.LEDGER in reply.content.config_records:
                 rows = json.loads(str(reply.content.config_records[protocol.LEDGER]["rows"]))
                 for row in rows:
                     row["run_id"] = self.run_id
                 self.client_rows.extend(rows)
+            dense = self.setup.dense_bytes if protocol.carries_payload(reply.content) else 0
             up = ledger_row(
-                reply,
-                run_id=self.run_id,
-                round=server_round,
-                phase=phase,
-                partition_id=partition,
-                node_id=node_id,
-                direction="up",
-                recorded_by="server",
+                reply, dense, held, run_id=self.run_id, round=server_round, phase=phase, partition_id=partition,
+                node_id=node_id, direction="up", recorded_by="server", kind="update" if dense else "metrics",
             )
             self.rows.append(up)
-            received.append((reply, up))
+            if dense and "up" not in self.floor:
+                self.floor["up"] = floor_bytes(reply, self.setup.layout, {"n": 0})
+            record = reply.content.config_records.get(protocol.PAYLOAD)
+            fields = {k: v for k, v in record.items() if k not in ("p", "meta")} if record is not None else {}
+            mismatch = self.downlink.report(partition, fields)
+            if mismatch is not None:
+                self._fail(up, server_round, phase, mismatch)
+                continue
+            received.append((reply, up, fields))
         for (rnd, ph, node_id), down in list(self._pending.items()):
             if rnd == server_round and ph == phase:  # sent, never answered
-                down.status, down.error = "failed", "no reply before the timeout"
-                partition = self.node_to_partition.get(node_id, -1)
-                self.failures.append(Failure(rnd, ph, partition, node_id, down.error))
+                self._fail(down, rnd, ph, "no reply before the timeout")
                 del self._pending[(rnd, ph, node_id)]
-        # replies arrive in any order; a fixed order keeps float sums reproducible
-        return sorted(received, key=lambda item: item[1].partition_id)
+        return received
+
+    def _examples(self, row: LedgerRow, fields: dict) -> int:
+        return check_examples(fields.get("n"), self.partitions.size(row.partition_id))
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        names = self.setup.sent_names
-        reference = self.setup.initial_state
-        weighted: list[tuple[float, Tensors]] = []
-        metrics: list[tuple[float, dict[str, float]]] = []
+        names, reference = self.setup.sent_names, self.setup.initial_state
+        compressor = self.setup.channel.compressor
         weights_mode = self.setup.cfg["client"].get("update", "delta") == "weights"
-        for reply, up in self._receive(server_round, MessageType.TRAIN, replies):
+        payloads, decoded, weights, metrics = [], [], [], []
+        for reply, up, fields in self._receive(server_round, MessageType.TRAIN, replies):
             try:
-                encoded = protocol.unpack(reply.content)
-                decoded = decode_checked(self.setup.channel.compressor, encoded, reference, names)
-            except DecodeError as err:
-                reason = f"payload does not decode (client {up.partition_id}, round {server_round}): {err}"
-                up.status, up.error = "failed", reason
-                self.failures.append(Failure(server_round, "train", up.partition_id, up.node_id, reason))
-                log.warning("round %d: %s", server_round, reason)
+                examples = self._examples(up, fields)
+                encoded = protocol.from_content(reply.content, self.setup.layout, self.setup.spec)[0]
+                if len(encoded) != 1:
+                    raise DecodeError(f"expected one payload, got {len(encoded)}")
+                update = decode_checked(compressor, encoded[0], reference, names)
+            except (DecodeError, BadExamples) as err:
+                what = "payload does not decode" if isinstance(err, DecodeError) else "bad reply"
+                self._fail(up, server_round, "train", f"{what}: {err}")
                 continue
-            client_metrics = dict(reply.content[protocol.METRICS]) if protocol.METRICS in reply.content else {}
-            num_examples = float(client_metrics.get("num_examples", 0.0)) or 1.0
-            update = subtract(decoded, self.global_state, names) if weights_mode else decoded
-            weighted.append((num_examples, update))
-            metrics.append((num_examples, {k: float(v) for k, v in client_metrics.items()}))
-        if weighted:
-            self.global_state = add(self.global_state, weighted_mean(weighted, names))
-        train_metrics = _weighted_mean(metrics)
+            payloads.append(encoded[0])
+            decoded.append(subtract(update, self.global_state, names) if weights_mode else update)
+            weights.append(float(examples))
+            metrics.append((float(examples), {k: float(v) for k, v in fields.items() if k not in (*SYNC_FIELDS, "n")}))
+        if decoded:
+            combined = compressor.aggregate(payloads, normalized(weights), reference, self.aggregation_state)
+            if combined is None:
+                mean = weighted_mean(list(zip(weights, decoded)), names)
+            else:
+                mean, self.aggregation_state = combined
+            if self.optimizer is None:
+                self.global_state = add(self.global_state, mean)
+            else:
+                self.global_state = self.optimizer.step(self.global_state, mean)
+            self.generation += 1
+        train_metrics = weighted_metrics(metrics)
         if train_metrics:
             self.log.train_metrics[server_round] = train_metrics
         return None, MetricRecord(train_metrics) if train_metrics else None
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         metrics = []
-        for reply, _ in self._receive(server_round, MessageType.EVALUATE, replies):
-            values = {k: float(v) for k, v in reply.content[protocol.METRICS].items()}
-            metrics.append((values.get("num_examples", 1.0), values))
-        result = _weighted_mean(metrics)
+        for _, up, fields in self._receive(server_round, MessageType.EVALUATE, replies):
+            try:
+                examples = self._examples(up, fields)
+            except BadExamples as err:
+                self._fail(up, server_round, "evaluate", f"bad reply: {err}")
+                continue
+            metrics.append((float(examples), {k: float(v) for k, v in fields.items() if k not in (*SYNC_FIELDS, "n")}))
+        result = weighted_metrics(metrics)
         if result:
             self.log.evaluate_metrics[server_round] = result
         return MetricRecord(result) if result else None
 
     def summary(self) -> None:
         """Flower calls this at start; fedcomp prints its own header instead."""
-
-
-def weighted_mean(weighted: list[tuple[float, Tensors]], names: list[str]) -> Tensors:
-    """Example-weighted mean of updates, accumulated in place (one buffer per tensor)."""
-    total = np.float32(sum(w for w, _ in weighted))
-    mean = {}
-    for name in names:
-        acc = np.zeros_like(weighted[0][1][name], dtype=np.float32)
-        for weight, update in weighted:
-            acc += np.float32(weight / total) * update[name]
-        mean[name] = acc
-    return mean
-
-
-def wait_for_nodes(grid: Grid, count: int, timeout: float) -> list[int]:
-    """Node ids once ``count`` nodes are connected; RuntimeError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while len(node_ids := sorted(grid.get_node_ids())) < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"only {len(node_ids)} of federation.num_clients={count} nodes connected "
-                f"within engine.connect_timeout={timeout:g} s"
-            )
-        time.sleep(0.1)
-    return node_ids
-
-
-def _weighted_mean(items: list[tuple[float, dict[str, float]]]) -> dict[str, float]:
-    """Example-weighted mean of each metric; ``num_examples`` is summed."""
-    if not items:
-        return {}
-    total = sum(w for w, _ in items) or 1.0
-    keys = sorted({k for _, m in items for k in m})
-    out = {}
-    for key in keys:
-        if key == "num_examples":
-            out[key] = float(sum(m.get(key, 0.0) for _, m in items))
-        else:
-            out[key] = float(sum(w * m[key] for w, m in items if key in m) / total)
-    return out

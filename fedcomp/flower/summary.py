@@ -81,6 +81,9 @@ def write_results(
             "total_values": int(sum(a.size for a in setup.initial_state.values())),
             "checkpoint": setup.task.checkpoint,
         },
+        "layout": setup.layout,
+        "floor": strategy.floor,
+        "downlink": strategy.downlink.summary(),
         "failures": [f.__dict__ for f in strategy.failures],
         "num_failures": len(strategy.failures),
         "final_metrics": central.get(final_round, {}) if final_round is not None else {},
@@ -116,8 +119,16 @@ def closing_lines(summary: dict[str, Any], ledger: pd.DataFrame, output_dir: Pat
         f"  measured payload : down {human(b['down']['payload_bytes'])} | up {human(b['up']['payload_bytes'])}",
         f"  measured wire    : down {human(b['down']['wire_bytes'])} | up {human(b['up']['wire_bytes'])}",
         f"  measured total   : dense {human(b['total']['dense_bytes'])}; wire {human(b['total']['wire_bytes'])}",
+        f"  link (SuperLink) : down {human(b['down']['link_bytes'])} | up {human(b['up']['link_bytes'])}"
+        f" | total {human(b['total']['link_bytes'])}",
+        f"  object requests  : {human(b['total']['request_bytes'])} (ids around each object transfer; counted by"
+        " no one else)",
         f"  formula          : {human(f['continuous_total'])} (integer cohort: {human(f['cohort_total'])})",
     ]
+    floor = summary.get("floor") or {}
+    if floor:
+        parts = ", ".join(f"{floor[d]:,} B {d}" for d in ("down", "up") if d in floor)
+        lines.append(f"  Flower floor     : {parts} per model message (wire of the same message, payload empty)")
     if min(f["bytes_down"], f["bytes_up"]) >= MIB:
         lines.append(f"  lesson rounding  : {f['lesson_rounding_mb']} MB (model size floored to whole MiB)")
     final = ", ".join(f"{k} {v:.4g}" for k, v in summary.get("final_metrics", {}).items())

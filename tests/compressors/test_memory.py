@@ -1,11 +1,13 @@
-"""Error feedback: nothing is lost, only delayed."""
+"""Error feedback (through the uplink channel): nothing is lost, only delayed."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from fedcomp.compressors.base import RoundInfo
 from fedcomp.compressors.chain import Chain
+from fedcomp.compressors.channel import Channel, encode_update
 from fedcomp.compressors.memory import ErrorFeedback
 from fedcomp.compressors.quantize import Quantize
 from fedcomp.compressors.topk import TopK
@@ -31,13 +33,13 @@ def updates(rounds: int) -> list[dict[str, np.ndarray]]:
     ids=["topk", "quant2", "topk-quant4"],
 )
 def test_transmitted_plus_final_residual_equals_the_sum_of_updates(transform):
-    ef = ErrorFeedback()
+    channel = Channel(transform, error_feedback=True)
     rng = np.random.default_rng(0)
     raw = updates(8)
     residual = None
     sent = {n: np.zeros(s, dtype=np.float32) for n, s in SHAPES.items()}
-    for update in raw:
-        encoded, residual = ef.step(transform, update, residual, rng)
+    for rnd, update in enumerate(raw, start=1):
+        encoded, residual, _ = encode_update(channel, update, residual, {}, rng, RoundInfo(rnd, 8, 0))
         transmitted = transform.decode(encoded)
         for name in sent:
             sent[name] += transmitted[name]
@@ -51,12 +53,13 @@ def test_transmitted_plus_final_residual_equals_the_sum_of_updates(transform):
 def test_residual_catches_up_with_a_dropped_entry():
     # A constant small update in entry 1 is dropped until its residual outgrows entry 0.
     t = TopK(density=0.5, selection="exact")
-    ef = ErrorFeedback()
+    channel = Channel(t, error_feedback=True)
     update = {"w": np.array([1.0, 0.4], dtype=np.float32)}
     residual = None
     sent_second = []
-    for _ in range(3):
-        encoded, residual = ef.step(t, update, residual, np.random.default_rng(0))
+    for rnd in range(1, 4):
+        info = RoundInfo(rnd, 3, 0)
+        encoded, residual, _ = encode_update(channel, update, residual, {}, np.random.default_rng(0), info)
         sent_second.append(float(t.decode(encoded)["w"][1]))
     assert sent_second[0] == 0.0 and sent_second[1] == 0.0
     assert sent_second[2] == pytest.approx(1.2)

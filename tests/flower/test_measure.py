@@ -12,19 +12,21 @@ from flwr.supercore.inflatable.inflatable_object import (
 from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
 
 from fedcomp.compressors.base import Encoded
+from fedcomp.compressors.packing import ModelSpec
 from fedcomp.flower import protocol
 from fedcomp.flower.measure import (
     envelope_bytes,
+    floor_bytes,
+    measure,
     message_object_bytes,
     object_bytes,
     wire_bytes,
 )
 
 
-def _message(arrays, dst=123456789):
-    content = protocol.pack(Encoded(arrays, {"k": 1}), dense_bytes=999)
-    content[protocol.CONFIG] = ConfigRecord({"server-round": 3})
-    return Message(content, dst, "train")
+def _message(arrays, dst=123456789, layout="arrays"):
+    content = protocol.to_content([Encoded(arrays, {"k": 1})], {}, layout, ModelSpec.of(arrays))
+    return Message(content, dst, "train", group_id="3")
 
 
 def _flower_serialized_size(message):
@@ -84,8 +86,70 @@ def test_ledger_record_is_excluded():
     assert wire_bytes(msg) == before
 
 
+def test_packed_message_equals_flowers_serializer_and_costs_the_floor_plus_payload():
+    rng = np.random.default_rng(0)
+    arrays = {"w": rng.standard_normal((30, 20)).astype(np.float32), "b": np.arange(7, dtype=np.int32)}
+    msg = _message(arrays, layout="packed")
+    expected, objects = _flower_serialized_size(msg)
+    assert object_bytes(msg) == expected
+    assert [type(o).__name__ for o in objects.values()].count("ConfigRecord") == 1
+    sizes = measure(msg, dense_bytes=2428)
+    assert sizes.dense_bytes == 2428
+    # the packed string: format byte, kind byte, varint header length, header, 2,428 B of data
+    blob = msg.content[protocol.PAYLOAD]["p"][0]
+    assert sizes.payload_bytes == len(blob) and len(blob) > 30 * 20 * 4 + 7 * 4
+    framing = sizes.wire_bytes - sizes.payload_bytes
+    floor = floor_bytes(msg, "packed", {})
+    assert 0 < framing - floor <= 8  # protobuf length prefixes of a 2.5 kB string
+
+
+def test_packed_framing_is_far_below_per_array_framing():
+    arrays = {f"t{i}": np.full(50, i, np.float32) for i in range(8)}
+    per_array = measure(_message(arrays, layout="arrays"), 0)
+    packed = measure(_message(arrays, layout="packed"), 0)
+    assert (per_array.wire_bytes - per_array.payload_bytes) - (packed.wire_bytes - packed.payload_bytes) > 8 * 400
+
+
 def test_metrics_only_reply_has_a_small_wire_size():
     query = _message({"w": np.ones(10, dtype=np.float32)})
     reply = Message(RecordDict({"metrics": MetricRecord({"loss": 0.5})}), reply_to=query)
     assert 0 < object_bytes(reply) == _flower_serialized_size(reply)[0] < 1000
     assert object_bytes(reply) < wire_bytes(reply) < 2000
+
+
+def _reply(content, node_id=42):
+    down = Message(RecordDict(), node_id, "train", group_id="1")
+    reply = Message(content, reply_to=down)
+    reply.metadata.__dict__["_src_node_id"] = node_id
+    return reply
+
+
+def test_link_bytes_leave_out_what_the_superlink_already_holds():
+    model = {"w": np.arange(1000, dtype=np.float32)}
+    spec = ModelSpec.of(model)
+    first = _reply(protocol.to_content([Encoded(model, {})], {"n": 0}, "packed", spec), 1)
+    second = _reply(protocol.to_content([Encoded(model, {})], {"n": 0}, "packed", spec), 2)
+    held: set[str] = set()
+    one, two = measure(first, 4000, held), measure(second, 4000, held)
+    assert one.link_bytes == one.wire_bytes  # nothing held yet
+    record = second.content[protocol.PAYLOAD]
+    assert two.wire_bytes - two.link_bytes == len(record.deflate()) + len(second.content.deflate())
+    assert two.link_bytes < 1000 < two.wire_bytes
+    # the second reply pushes only its Message object: one request instead of three
+    assert two.request_bytes < one.request_bytes / 2
+
+
+def test_request_bytes_are_the_object_requests_around_each_transfer():
+    from flwr.proto.message_pb2 import PullObjectRequest, PullObjectResponse
+    from flwr.proto.node_pb2 import Node
+
+    msg = _message({"w": np.ones(10, np.float32)}, dst=7, layout="packed")
+    objects = get_all_nested_objects(msg)
+    expected = 0
+    for obj in objects.values():
+        content = obj.deflate()
+        request = PullObjectRequest(node=Node(node_id=7), run_id=msg.metadata.run_id, object_id="0" * 64)
+        response = PullObjectResponse(object_found=True, object_available=True, object_content=content)
+        expected += request.ByteSize() + response.ByteSize() - len(content)
+    assert measure(msg, 0).request_bytes == expected
+    assert len(objects) == 3  # Message, RecordDict, one ConfigRecord

@@ -9,9 +9,12 @@ from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp.mod import arrays_size_mod, message_size_mod
 
 from fedcomp.compressors.base import Encoded
+from fedcomp.compressors.packing import ModelSpec
 from fedcomp.flower import protocol
 from fedcomp.flower.measure import measure
-from fedcomp.flower.mods import ledger_mod
+from fedcomp.flower.mods import make_ledger_mod
+
+ledger_mod = make_ledger_mod(lambda context: 4000)
 
 NPY_HEADER = 128  # np.save header of a small array (Flower's Array data = header + raw bytes)
 
@@ -20,17 +23,17 @@ def _context():
     return Context(run_id=1, node_id=77, node_config={"partition-id": 3}, state=RecordDict(), run_config={})
 
 
+def _content(arrays, fields=None):
+    return protocol.to_content([Encoded(arrays, {})], fields or {}, "arrays", ModelSpec.of(arrays))
+
+
 def _train_message(arrays):
-    content = protocol.pack(Encoded(arrays, {}), dense_bytes=sum(a.nbytes for a in arrays.values()))
-    content[protocol.CONFIG] = ConfigRecord({"server-round": 2})
-    return Message(content, 77, "train")
+    return Message(_content(arrays), 77, "train", group_id="2")
 
 
 def _reply_with(arrays):
     def call_next(msg, ctx):
-        content = protocol.pack(Encoded(arrays, {}), dense_bytes=4000)
-        content[protocol.METRICS] = MetricRecord({"num-examples": 10.0})
-        return Message(content, reply_to=msg)
+        return Message(_content(arrays, {"n": 10}), reply_to=msg)
 
     return call_next
 
@@ -43,10 +46,10 @@ def test_ledger_mod_attaches_down_and_up_rows_equal_to_measure():
     down, up = rows
     assert (down["direction"], up["direction"]) == ("down", "up")
     assert down["partition_id"] == 3 and down["round"] == 2 and down["recorded_by"] == "client"
-    assert down["dense_bytes"] == 440 and down["payload_bytes"] == 440
-    assert down["wire_bytes"] == measure(msg).wire_bytes
+    assert down["dense_bytes"] == 4000 and down["payload_bytes"] == 440
+    assert down["wire_bytes"] == measure(msg, 4000).wire_bytes
     assert up["dense_bytes"] == 4000 and up["payload_bytes"] == 20
-    assert up["wire_bytes"] == measure(reply).wire_bytes  # ledger record excluded
+    assert up["wire_bytes"] == measure(reply, 4000).wire_bytes  # ledger record excluded
 
 
 def test_flower_size_mods_versus_the_ledger(caplog):
@@ -67,7 +70,7 @@ def test_flower_size_mods_versus_the_ledger(caplog):
     sent_bytes = int(re.search(r"Total array elements sent: (\d+) bytes", text).group(1))
     incoming = int(re.search(r"Incoming message size: (\d+) bytes", text).group(1))
 
-    down = measure(msg)
+    down = measure(msg, 0)
     assert received == down.payload_bytes + NPY_HEADER * 2 + len("w") + len("idx")
     assert sent_bytes == 100 + NPY_HEADER + len("w/values")
     # message_size_mod adds the config records' counted bytes; the wire size adds object
