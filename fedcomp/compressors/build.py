@@ -18,6 +18,8 @@ from fedcomp.compressors.channel import Channel
 
 #: Keys of a compressor config that configure the channel, not the compressor class.
 CHANNEL_KEYS = ("error_feedback", "downlink")
+#: An optional compressor config (with ``_target_``) for the downlink alone.
+DOWNLINK_KEY = "downlink_compressor"
 
 
 def build_compressor(cfg: dict[str, Any]) -> Compressor:
@@ -61,7 +63,16 @@ def build_channel(cfg: DictConfig | dict[str, Any]) -> Channel:
     for key, value in options.items():
         if not isinstance(value, bool):
             raise ValueError(f"compressor.{key}: expected true or false, got {value!r}")
+    down_cfg = data.pop(DOWNLINK_KEY, None)
     compressor = build_compressor(data)
     if options["error_feedback"] and not compressor.lossy:
         options["error_feedback"] = False  # nothing is ever dropped: no residual to keep
-    return Channel(compressor=compressor, **options)
+    down = None
+    if down_cfg is not None:
+        if not isinstance(down_cfg, dict):
+            raise ValueError(f"compressor.{DOWNLINK_KEY}: expected a compressor config with _target_ or null")
+        try:
+            down = build_compressor(dict(down_cfg))
+        except ValueError as err:
+            raise ValueError(f"compressor.{DOWNLINK_KEY}: {err}") from None
+    return Channel(compressor=compressor, downlink_compressor=down, **options)

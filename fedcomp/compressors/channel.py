@@ -70,11 +70,20 @@ class Channel:
         next round's update.
     downlink
         Also encode the server -> client model (see the module docstring).
+    downlink_compressor
+        What encodes the downlink when it differs from the uplink's compressor
+        (``compressor.downlink_compressor``); ``None``: the same compressor both ways.
     """
 
     compressor: Compressor
     error_feedback: bool = False
     downlink: bool = False
+    downlink_compressor: Compressor | None = None
+
+    @property
+    def down(self) -> Compressor:
+        """The compressor of the downlink (used only when ``downlink`` is on)."""
+        return self.downlink_compressor or self.compressor
 
     def label(self) -> str:
         """The compressor's label, with ``+EF`` and ``+down`` when those are on."""
@@ -82,7 +91,7 @@ class Channel:
         if self.error_feedback:
             parts.append("EF")
         if self.downlink:
-            parts.append("down")
+            parts.append(f"down {self.downlink_compressor.label()}" if self.downlink_compressor else "down")
         return " +".join(parts)
 
     def describe(self) -> dict[str, Any]:
@@ -94,6 +103,7 @@ class Channel:
             "params": self.compressor.params(),
             "error_feedback": self.error_feedback,
             "downlink": self.downlink,
+            "downlink_params": self.down.params() if self.downlink_compressor else None,
             "description": self.compressor.describe(),
         }
 

@@ -95,7 +95,7 @@ def receive_model(setup: Setup, msg: Message, context: Context) -> tuple[Tensors
     held = _load(context, HELD) or {n: initial[n] for n in names}
     sync = context.state.config_records.get(SYNC)
     version = int(sync["v"]) if sync is not None else 0
-    held, version = apply_catch_up(setup.channel.compressor, held, version, message, initial, names)
+    held, version = apply_catch_up(setup.channel.down, held, version, message, initial, names)
     _store(context, HELD, held)
     context.state[SYNC] = ConfigRecord({"v": version})
     return {**initial, **held}, {"v": version, "h": message.target_checksum}

@@ -36,7 +36,7 @@ class Downlink:
         self.names = setup.sent_names
         self.broadcast: Broadcast | None = None
         if setup.channel.downlink:
-            self.broadcast = Broadcast(setup.channel.compressor, setup.initial_state, self.names, self._size)
+            self.broadcast = Broadcast(setup.channel.down, setup.initial_state, self.names, self._size)
         self.held: dict[int, int | None] = {}  # partition -> broadcast version (None: unknown)
         self.counts: Counter[str] = Counter()
         self._generation = -1

@@ -22,6 +22,7 @@ from fedcomp.flower.run_config import server_config
 from fedcomp.flower.setup import get_setup
 from fedcomp.flower.strategy import TrackingFedAvg
 from fedcomp.flower.summary import write_results
+from fedcomp.optimizers.build import build_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def run_rounds(cfg: dict[str, Any], grid: Grid) -> dict[str, Any]:
     setup = get_setup(cfg)
     output_dir = Path(cfg["output_dir"])
     run_id = output_dir.name
-    strategy = TrackingFedAvg(setup, run_id)
+    strategy = TrackingFedAvg(setup, run_id, build_optimizer(cfg.get("server") or {"name": "fedavg"}))
     num_rounds = int(cfg["federation"]["num_rounds"])
     printer = RoundPrinter(strategy, num_rounds)
     central_log: dict[int, dict[str, float]] = {}

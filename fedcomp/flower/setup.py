@@ -41,8 +41,11 @@ class Setup:
         Names of frozen tensors: never trained, never sent in either direction.
     initial_state
         The round-0 global model (seeded init or the task's checkpoint), fp32 numpy.
+    adapter_names
+        Tensors that adapters (``compressor=lora``) added to the task's model.
     dense_bytes
         ``sum(numel × element_size)`` of the full model: what an uncompressed message costs.
+        Adapters are left out: they stand for an update of the model's own weights.
     """
 
     cfg: dict[str, Any]
@@ -50,10 +53,11 @@ class Setup:
     channel: Channel
     frozen: frozenset[str]
     initial_state: Tensors
+    adapter_names: frozenset[str] = frozenset()
 
     @property
     def dense_bytes(self) -> int:
-        return int(sum(a.nbytes for a in self.initial_state.values()))
+        return int(sum(a.nbytes for n, a in self.initial_state.items() if n not in self.adapter_names))
 
     @property
     def sent_names(self) -> list[str]:
@@ -80,7 +84,7 @@ class Setup:
 
     def model_with(self, state: Tensors) -> torch.nn.Module:
         """A task model holding ``state`` (frozen tensors with ``requires_grad=False``)."""
-        model = self.task.build_model()
+        model = adapt(self.task.build_model(), self.channel, self.seed)
         model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in state.items()})
         for name, param in model.named_parameters():
             param.requires_grad_(name not in self.frozen)
@@ -92,19 +96,38 @@ def model_state(model: torch.nn.Module) -> Tensors:
     return {k: v.detach().cpu().numpy().copy() for k, v in model.state_dict().items()}
 
 
+def adapt(model: torch.nn.Module, channel: Channel, seed: int) -> torch.nn.Module:
+    """``model`` with the adapters the compressor asks for (LoRA; seeded init), or unchanged."""
+    spec = channel.compressor.adapters()
+    if spec is None:
+        return model
+    from fedcomp.tasks.adapters import add_adapters  # PEFT is imported only when used
+
+    return add_adapters(model, **spec, seed=derive_seed(seed, 0, 0, 5))
+
+
+def adapter_names(model: torch.nn.Module, channel: Channel) -> frozenset[str]:
+    """The state-dict names of the adapters :func:`adapt` added (empty without adapters)."""
+    if channel.compressor.adapters() is None:
+        return frozenset()
+    from fedcomp.tasks.adapters import factor_names
+
+    return frozenset(factor_names(model))
+
+
 def build_setup(cfg: dict[str, Any]) -> Setup:
-    """Instantiate the task and the channel; build the round-0 model."""
+    """Instantiate the task and the channel; build the round-0 model (adapters included)."""
     task: Task = instantiate(cfg["task"], _convert_="all")
     channel = build_channel(cfg["compressor"])
     torch.manual_seed(derive_seed(int(cfg["seed"]), 0, 0, 0))
-    model = task.initial_model()
+    model = adapt(task.initial_model(), channel, int(cfg["seed"]))
     initial_state = model_state(model)
     not_float = [k for k, v in initial_state.items() if not np.issubdtype(v.dtype, np.floating)]
     if not_float:
         raise ValueError(f"task {task.name}: non-float state entries are not supported: {not_float}")
     frozen = frozenset(channel.compressor.frozen_names(list(initial_state)))
     check_channel(cfg, channel)
-    return Setup(cfg, task, channel, frozen, initial_state)
+    return Setup(cfg, task, channel, frozen, initial_state, adapter_names(model, channel))
 
 
 def check_channel(cfg: dict[str, Any], channel: Channel) -> None:

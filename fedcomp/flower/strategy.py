@@ -29,7 +29,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from fedcomp.compressors.base import DecodeError, Tensors
-from fedcomp.compressors.channel import add, decode_checked, subtract
+from fedcomp.compressors.channel import decode_checked, subtract
 from fedcomp.core.errors import one_line
 from fedcomp.core.ledger import LedgerRow
 from fedcomp.flower import protocol
@@ -44,6 +44,7 @@ from fedcomp.flower.downlink import Downlink
 from fedcomp.flower.measure import floor_bytes, ledger_row
 from fedcomp.flower.sampling import Partitions
 from fedcomp.flower.setup import Setup
+from fedcomp.optimizers.base import ServerOptimizer
 
 log = logging.getLogger(__name__)
 #: Reply fields that are not metrics.
@@ -80,10 +81,10 @@ class TrackingFedAvg(Strategy):
         Identifier written in every ledger row.
     optimizer
         The server optimizer (``server``): ``step(global_state, update)`` returns the
-        new global state; ``None`` adds the update (FedAvg with server learning rate 1).
+        new global state.
     """
 
-    def __init__(self, setup: Setup, run_id: str, optimizer=None) -> None:
+    def __init__(self, setup: Setup, run_id: str, optimizer: ServerOptimizer) -> None:
         self.setup = setup
         self.run_id = run_id
         self.optimizer = optimizer
@@ -223,10 +224,7 @@ class TrackingFedAvg(Strategy):
                 mean = weighted_mean(list(zip(weights, decoded)), names)
             else:
                 mean, self.aggregation_state = combined
-            if self.optimizer is None:
-                self.global_state = add(self.global_state, mean)
-            else:
-                self.global_state = self.optimizer.step(self.global_state, mean)
+            self.global_state = self.optimizer.step(self.global_state, mean)
             self.generation += 1
         train_metrics = weighted_metrics(metrics)
         if train_metrics:

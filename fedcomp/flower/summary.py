@@ -69,6 +69,7 @@ def write_results(
         "task": setup.task.name,
         "compressor_name": cfg.get("compressor_name", ""),
         "compressor": setup.channel.describe(),
+        "server": strategy.optimizer.params(),
         "seed": setup.seed,
         "bytes": ledger_lib.totals(ledger, "server"),
         "bytes_client_side": ledger_lib.totals(ledger, "client"),

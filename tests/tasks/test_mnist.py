@@ -70,3 +70,20 @@ def test_initial_model_from_checkpoint(task, tmp_path):
     loaded = MnistTask(checkpoint=str(path)).initial_model()
     for a, b in zip(src.parameters(), loaded.parameters()):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("model", "params"),
+    [("cnn", 20_522), ("fedavg_cnn", 1_663_370), ("2nn", 199_210)],
+)
+def test_the_literature_models_have_their_published_sizes(model, params):
+    # McMahan et al. 2017: CNN 32/64 5x5 convs + 512 fc; 2NN with two hidden layers of 200
+    net = MnistTask(model=model).build_model()
+    assert sum(p.numel() for p in net.parameters()) == params
+    out = net(torch.zeros(3, 784))
+    assert out.shape == (3, 10)
+
+
+def test_unknown_model_names_the_key():
+    with pytest.raises(ValueError, match=r"task\.model.*fedavg_cnn"):
+        MnistTask(model="resnet")
