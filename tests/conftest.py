@@ -14,5 +14,6 @@ def flower_task_identity():
     """Flower 1.42 needs a task identity to construct a Message outside an app."""
     from flwr.supercore.task_identity import TaskIdentity
 
-    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 1, 42, 1
+    # a 64-bit task id as a deployment draws it (run_simulation uses 1; see fedcomp.flower.measure)
+    TaskIdentity.task_id, TaskIdentity.run_id, TaskIdentity.node_id = 2**63 + 7, 42, 1
     yield

@@ -4,8 +4,8 @@ Columns (the DESIGN.md contract)
 --------------------------------
 run_id, round, phase (train|evaluate), partition_id, node_id, direction (down|up),
 recorded_by (server|client), dense_bytes, payload_bytes, wire_bytes, status (ok|failed),
-plus ``kind`` (server rows: ``model`` the global weights, ``delta`` one compressed
-downlink change, ``catch-up`` several, ``resync`` a dense re-sync; ``update`` or
+plus ``kind`` (server rows: ``model`` the global weights, ``current`` nothing new,
+``delta`` one compressed downlink change, ``catch-up`` several, ``resync`` a dense re-sync; ``update`` or
 ``metrics`` for replies) and ``error`` (why a row failed, one line, empty otherwise).
 
 Byte measures

@@ -12,6 +12,7 @@ holds and that model's broadcast version.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,24 @@ STATE = "fedcomp.state"
 
 class InjectedFault(RuntimeError):
     """Raised by a client told to crash through the ``faults`` config (robustness tests)."""
+
+
+class ClientFailed(RuntimeError):
+    """What a ClientApp raises for any error: its message starts with the original's name.
+
+    Flower's engines keep only ``str(exception)`` of what a ClientApp raised; naming the
+    type there lets the server's one-line reason say ``NonFiniteUpdate: ...``.
+    """
+
+
+def _named(handler: Callable[[Setup, Message, Context], Message]) -> Callable[[Setup, Message, Context], Message]:
+    def run(setup: Setup, msg: Message, context: Context) -> Message:
+        try:
+            return handler(setup, msg, context)
+        except Exception as err:  # noqa: BLE001 - every failure becomes a named error reply
+            raise ClientFailed(f"{type(err).__name__}: {err}") from err
+
+    return run
 
 
 def partition_id(context: Context) -> int:
@@ -187,15 +206,15 @@ def build_client_app(cfg: dict[str, Any] | None = None) -> ClientApp:
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
-        return client_train(setup_of(context), msg, context)
+        return _named(client_train)(setup_of(context), msg, context)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        return client_evaluate(setup_of(context), msg, context)
+        return _named(client_evaluate)(setup_of(context), msg, context)
 
     @app.query()
     def query(msg: Message, context: Context) -> Message:
-        return client_query(setup_of(context), msg, context)
+        return _named(client_query)(setup_of(context), msg, context)
 
     return app
 

@@ -24,8 +24,9 @@ from fedcomp.core.seeds import derive_seed
 from fedcomp.flower import protocol
 from fedcomp.flower.setup import Setup
 
-#: Kinds of model message, as the ledger's ``kind`` column names them.
-MODEL, DELTA, CATCH_UP, RESYNC = "model", "delta", "catch-up", "resync"
+#: Kinds of model message, as the ledger's ``kind`` column names them: the global weights;
+#: nothing new (the client holds the current broadcast); one change; several; dense re-sync.
+MODEL, CURRENT, DELTA, CATCH_UP, RESYNC = "model", "current", "delta", "catch-up", "resync"
 
 
 class Downlink:
@@ -55,6 +56,8 @@ class Downlink:
         self._generation = generation
         self._shared = {}
         if self.broadcast is not None:
+            if generation == 0:
+                return  # the global model is still the round-0 model every client built
             rng = np.random.default_rng(derive_seed(self.setup.seed, server_round, generation, 4))
             info = RoundInfo(server_round, self.setup.num_rounds, -1)
             self.broadcast.advance(global_state, rng, info)
@@ -69,7 +72,8 @@ class Downlink:
                 self._shared[key] = self._records([Encoded(self._global, {})], {})
             return self._shared[key], MODEL
         catch_up = self.broadcast.catch_up(self.held.get(partition, 0))
-        kind = RESYNC if catch_up.dense is not None else DELTA if len(catch_up.deltas) == 1 else CATCH_UP
+        count = len(catch_up.deltas)
+        kind = RESYNC if catch_up.dense is not None else CURRENT if count == 0 else DELTA if count == 1 else CATCH_UP
         self.counts[kind] += 1
         key = (catch_up.first_version, catch_up.dense is not None)
         if key not in self._shared:

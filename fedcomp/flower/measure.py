@@ -65,14 +65,28 @@ from fedcomp.flower.protocol import LEDGER, empty_content, payload_bytes_of
 
 #: An object id as deployment carries it (hex SHA-256).
 OBJECT_ID = "0" * 64
+#: A task id as deployment carries it (random 64-bit; see :func:`_proto_metadata`).
+TASK_ID = 2**63 + 2**40 + 12345
 
 
 def _proto_metadata(message: Message, message_id: str):
-    """Metadata proto with ids at their deployment length."""
+    """Metadata proto with ids at their deployment length.
+
+    Message ids become 64-hex object ids. Task ids are random 64-bit integers in a
+    deployment and under ``flwr run`` but absent or 1 under ``run_simulation``; Flower
+    1.42 carries the ServerApp's as a message's source and as a reply's destination, and
+    a small one is counted as :data:`TASK_ID`, a typical random id (10 varint bytes; a
+    random one takes 9 or 10). Node and run ids are random in every engine and kept: a
+    simulation's wire bytes predict a deployment's within a few bytes per message.
+    """
     proto = metadata_to_proto(message.metadata)
     proto.message_id = message_id
     if proto.reply_to_message_id:
         proto.reply_to_message_id = OBJECT_ID
+    if not proto.reply_to_message_id and proto.src_task_id < 2**32:
+        proto.src_task_id = TASK_ID  # a ServerApp's message carries the ServerApp's task id
+    if proto.reply_to_message_id and proto.dst_task_id < 2**32:
+        proto.dst_task_id = TASK_ID  # a reply carries it as its destination
     return proto
 
 

@@ -112,6 +112,7 @@ def test_packed_framing_is_far_below_per_array_framing():
 
 def test_metrics_only_reply_has_a_small_wire_size():
     query = _message({"w": np.ones(10, dtype=np.float32)})
+    query.metadata.__dict__["_message_id"] = query.object_id  # as the SuperLink sets it
     reply = Message(RecordDict({"metrics": MetricRecord({"loss": 0.5})}), reply_to=query)
     assert 0 < object_bytes(reply) == _flower_serialized_size(reply)[0] < 1000
     assert object_bytes(reply) < wire_bytes(reply) < 2000
