@@ -1,7 +1,9 @@
 """``python -m fedcomp.deploy [overrides]``: ``fedcomp.run`` on Flower's Deployment Engine.
 
 The same as ``python -m fedcomp.run engine=deployment ...`` (see
-:mod:`fedcomp.engines.deployment`); an explicit ``engine=`` override wins.
+:mod:`fedcomp.engines.deployment.engine`); an explicit ``engine=`` override wins. Secure
+by default: TLS with a CA made for the run and registered SuperNodes only
+(``engine.tls=false`` for plain HTTP, with a warning).
 """
 
 from __future__ import annotations

@@ -20,10 +20,12 @@ LAYERS = {
     "core": 0,
     "compressors": 1,
     "tasks": 1,
+    "optimizers": 1,
     "flower": 2,
     "config": 1,
     "engines": 4,
     "analysis": 4,
+    "tracking": 4,
     "commands": 5,
 }
 COMMANDS = {"run", "report", "formula", "pretrain", "deploy"}

@@ -179,6 +179,14 @@ class Compressor(ABC):
         """Names this stage never sends (only :class:`~fedcomp.compressors.freeze.Freeze`)."""
         return set()
 
+    def adapters(self) -> dict[str, Any] | None:
+        """Adapters to train instead of the model (only :class:`~fedcomp.compressors.lora.Lora`).
+
+        ``None``, or the arguments the federated layer wraps the task's model with
+        (:func:`fedcomp.tasks.adapters.add_adapters`) before it takes the round-0 state.
+        """
+        return None
+
     def params(self) -> dict[str, Any]:
         """The settings that tell two instances apart (JSON-able; public attributes)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}

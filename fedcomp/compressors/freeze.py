@@ -11,6 +11,7 @@ early when the patterns are wrong).
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +26,7 @@ from fedcomp.compressors.base import (
     array_spec,
     spec_from_meta,
 )
+from fedcomp.compressors.payload import Budget
 
 SYNTAXES = ("glob", "regex")
 
@@ -125,8 +127,10 @@ class Freeze(Compressor):
         if not isinstance(dropped, dict):
             raise DecodeError("freeze: meta has no 'frozen' dict")
         zeros: dict[str, tuple[int, np.ndarray]] = {}
+        budget = Budget.of(encoded)
         for name, entry in dropped.items():
             shape, dtype = spec_from_meta(name, entry, "freeze")
+            budget.take("freeze", name, math.prod(shape) * dtype.itemsize)
             position = entry.get("pos")
             if isinstance(position, bool) or not isinstance(position, int) or position < 0:
                 raise DecodeError(f"freeze {name!r}: bad position {position!r} in meta")

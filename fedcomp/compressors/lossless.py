@@ -17,6 +17,7 @@ from fedcomp.compressors.base import (
     array_spec,
     spec_from_meta,
 )
+from fedcomp.compressors.payload import Budget
 
 CODECS = ("zlib", "zstd")
 #: Valid compression levels per codec (zstd also has negative "fast" levels).
@@ -65,7 +66,17 @@ class Lossless(Compressor):
     def _decompress(self, name: str, data: bytes, size: int) -> bytes:
         try:
             if self.codec == "zstd":
-                return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+                # the frame header claims a size and a window; refuse a claim beyond the
+                # tensor before zstd allocates for it (it trusts a stated content size)
+                frame = zstandard.get_frame_parameters(data)
+                if frame.content_size not in (size, zstandard.CONTENTSIZE_UNKNOWN):
+                    raise DecodeError(
+                        f"lossless {name!r}: zstd frame claims {frame.content_size} bytes, "
+                        f"the tensor has {size}"
+                    )
+                window = max(1 << 10, 1 << max(0, size - 1).bit_length())
+                decompressor = zstandard.ZstdDecompressor(max_window_size=window)
+                return decompressor.decompress(data, max_output_size=size)
             raw = zlib.decompressobj()
             out = raw.decompress(data, size)
             if raw.unconsumed_tail:
@@ -102,8 +113,10 @@ class Lossless(Compressor):
         if extra:
             raise DecodeError(f"lossless: arrays not described in meta: {extra}")
         out: Tensors = {}
+        budget = Budget.of(encoded)
         for name, entry in specs.items():
             shape, dtype = spec_from_meta(name, entry, "lossless")
+            budget.take("lossless", name, math.prod(shape) * dtype.itemsize)
             blob = encoded.arrays.get(f"{name}/z")
             if blob is None:
                 raise DecodeError(f"lossless {name!r}: missing array '{name}/z'")

@@ -7,15 +7,13 @@ keeps only entries with ``|x| >= threshold``. With both set, an entry is kept wh
 is among the top ``density`` *and* at least ``threshold`` (the threshold drops small
 values from the top-k set: "below the threshold -> communicated as zero").
 
-``selection="sampled"`` (default) is sorting-free: the magnitude cut is the
-``(1 - density)`` quantile of ``sample_size`` entries drawn (with replacement) from
-the passed ``rng``, then one ``|x| >= cut`` pass selects; the kept count deviates
-from ``k`` by the sampling error (relative error about ``1/sqrt(density *
-sample_size)``, ~3 % at the defaults). ``selection="exact"`` keeps exactly
-``k = round(density * numel)`` entries (at least one) via ``np.argpartition``
-(several times slower on large tensors). Tensors not larger than ``sample_size``
-always use the exact path (it is cheap there). Exact zeros are never worth sending:
-when the sampled cut is 0 the mask becomes ``x != 0``.
+``k = round(density * numel)`` (at least one). ``selection="exact"`` finds the k
+largest with ``np.argpartition`` over every entry; ``selection="sampled"`` (default)
+keeps the same k entries several times faster on large tensors, from a sampled cut
+refined over the candidates it collects (:mod:`fedcomp.compressors.magnitude`).
+Tensors not larger than ``sample_size`` always use the exact path. Exact zeros are
+never sent (an all-zero tensor sends nothing), and a NaN or inf raises ``ValueError``
+naming the tensor.
 
 Wire format (per sparsified tensor ``name``)
 -------------------------------------------
@@ -51,6 +49,8 @@ from fedcomp.compressors.base import (
     array_spec,
     spec_from_meta,
 )
+from fedcomp.compressors.magnitude import select
+from fedcomp.compressors.payload import Budget
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,8 @@ class TopK(Compressor):
         ``"model"``: one magnitude cut over all floating tensors together (layers with
         large updates keep more).
     selection
-        ``"sampled"``: cut estimated from a random sample (fast, kept count ~k);
-        ``"exact"``: exactly k entries via ``np.argpartition``.
+        ``"sampled"``: the k largest found from a sampled cut (fast on large tensors);
+        ``"exact"``: the k largest via ``np.argpartition`` over every entry.
     index_encoding
         ``"auto"`` (cheapest per tensor), or force ``"int32"``, ``"bitmap"``,
         ``"delta"`` or ``"dense"``.
@@ -155,85 +155,6 @@ class TopK(Compressor):
             parts.append("model")
         return " ".join(parts)
 
-    # ------------------------------------------------------------------ selection
-    def _k(self, numel: int) -> int:
-        """Entries kept out of ``numel`` at ``density`` (at least one)."""
-        return min(numel, max(1, round((self.density or 1.0) * numel)))
-
-    def _positions_exact(self, mags: np.ndarray, k: int) -> np.ndarray:
-        """Sorted flat positions of the ``k`` largest magnitudes (int64)."""
-        if k >= mags.size:
-            return np.arange(mags.size, dtype=np.int64)
-        top = np.argpartition(mags, mags.size - k)[mags.size - k :]
-        top.sort()
-        return top
-
-    def _apply_threshold(self, flat: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        if self.threshold is None:
-            return positions
-        return positions[np.abs(flat[positions]) >= self.threshold]
-
-    def _mask_positions(self, flat: np.ndarray, cut: float) -> np.ndarray:
-        """Sorted positions of ``|x| >= cut`` (``x != 0`` when the cut is 0)."""
-        mags = np.abs(flat)
-        mask = mags >= cut if cut > 0 else mags > 0
-        return np.flatnonzero(mask)
-
-    def _sampled_cut(self, mags_sample: np.ndarray) -> float:
-        """Magnitude of the ``density``-top entries of a sample."""
-        s = mags_sample.size
-        keep = self._k(s)
-        return float(np.partition(mags_sample, s - keep)[s - keep])
-
-    def _select_tensor(self, flat: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Kept positions for one tensor (scope="tensor")."""
-        n = flat.size
-        if n == 0:
-            return np.empty(0, dtype=np.int64)
-        if self.density is None:
-            return self._mask_positions(flat, self.threshold or 0.0)
-        if self.selection == "exact" or n <= self.sample_size:
-            return self._apply_threshold(flat, self._positions_exact(np.abs(flat), self._k(n)))
-        sample = np.abs(flat[rng.integers(0, n, size=self.sample_size)])
-        cut = self._sampled_cut(sample)
-        if not math.isfinite(cut):  # NaN/inf in the update: fall back to the honest path
-            return self._apply_threshold(flat, self._positions_exact(np.abs(flat), self._k(n)))
-        return self._mask_positions(flat, max(cut, self.threshold or 0.0))
-
-    def _select_model(
-        self, flats: dict[str, np.ndarray], rng: np.random.Generator
-    ) -> dict[str, np.ndarray]:
-        """Kept positions for all tensors under one global magnitude cut."""
-        sizes = np.array([f.size for f in flats.values()], dtype=np.int64)
-        total = int(sizes.sum())
-        if total == 0:
-            return {name: np.empty(0, dtype=np.int64) for name in flats}
-        if self.density is None:
-            cut = self.threshold or 0.0
-            return {name: self._mask_positions(f, cut) for name, f in flats.items()}
-        names = list(flats)
-        offsets = np.concatenate(([0], np.cumsum(sizes)))
-        if self.selection == "sampled" and total > self.sample_size:
-            draw = np.sort(rng.integers(0, total, size=self.sample_size))
-            bounds = np.searchsorted(draw, offsets)
-            sample = np.concatenate(
-                [
-                    np.abs(flats[n][draw[bounds[i] : bounds[i + 1]] - offsets[i]])
-                    for i, n in enumerate(names)
-                ]
-            )
-            cut = self._sampled_cut(sample)
-            if math.isfinite(cut):
-                cut = max(cut, self.threshold or 0.0)
-                return {name: self._mask_positions(f, cut) for name, f in flats.items()}
-        mags = np.concatenate([np.abs(f) for f in flats.values()])
-        top = self._positions_exact(mags, self._k(total))
-        bounds = np.searchsorted(top, offsets)
-        return {
-            name: self._apply_threshold(flats[name], top[bounds[i] : bounds[i + 1]] - offsets[i])
-            for i, name in enumerate(names)
-        }
-
     # ------------------------------------------------------------------ encoding
     def _index_arrays(
         self, name: str, flat: np.ndarray, positions: np.ndarray
@@ -289,10 +210,14 @@ class TopK(Compressor):
         for name, array in tensors.items():
             if np.issubdtype(array.dtype, np.floating) and array.size >= self.min_numel:
                 flats[name] = array.reshape(-1)
+        sample_size = self.sample_size if self.selection == "sampled" else None
         if self.scope == "model":
-            positions = self._select_model(flats, rng)
+            positions = select(flats, self.density, self.threshold, sample_size, rng)
         else:
-            positions = {name: self._select_tensor(flat, rng) for name, flat in flats.items()}
+            positions = {
+                name: select({name: flat}, self.density, self.threshold, sample_size, rng)[name]
+                for name, flat in flats.items()
+            }
 
         arrays: Tensors = {}
         specs: dict[str, Any] = {}
@@ -305,6 +230,8 @@ class TopK(Compressor):
                 spec["enc"], sparse = self._index_arrays(name, flats[name], positions[name])
                 arrays.update(sparse)
             else:  # below min_numel: whole tensor, dense
+                if not np.isfinite(array).all():
+                    raise ValueError(f"topk {name!r}: the update holds NaN or inf; cannot send it")
                 spec["enc"] = "dense"
                 arrays[f"{name}/values"] = array.reshape(-1).astype(np.float32)
             specs[name] = spec
@@ -379,6 +306,7 @@ class TopK(Compressor):
         specs = encoded.meta.get("tensors")
         if not isinstance(specs, dict):
             raise DecodeError("topk: meta has no 'tensors' dict")
+        budget = Budget.of(encoded)
         owner = {}
         for name in specs:
             owner[f"{name}/values"] = name
@@ -389,6 +317,8 @@ class TopK(Compressor):
             if name is None:
                 out[key] = array  # passed through at encode time
             elif name not in out:
+                shape, dtype = spec_from_meta(name, specs[name], "topk")
+                budget.take("topk", name, math.prod(shape) * max(4, dtype.itemsize))
                 out[name] = self._decode_one(name, specs[name], encoded.arrays)
         for name in specs:
             if name not in out:

@@ -20,6 +20,9 @@ QUIET_ENV = {
     "RAY_DEDUP_LOGS": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_DISABLE_IMPORT_WARNING": "1",
+    # Ray's C++ failure handler would take SIGTERM from fedcomp's own handler and abort
+    # (exit 134, a stack dump, the actors left running): fedcomp.engines.interrupt
+    "RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",

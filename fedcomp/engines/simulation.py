@@ -2,16 +2,25 @@
 
 ``simulate`` calls ``flwr.simulation.run_simulation`` with the apps bound to the run's
 config. ``engine.ray_address`` attaches to a running Ray cluster instead of starting one.
+
+Ray is started here (:func:`start_ray`, with the arguments Flower's ``RayBackend`` would
+use; Flower then finds it running) because ``ray.init`` replaces the process's SIGTERM
+handler with one that exits while Flower's ServerApp thread keeps the process alive:
+fedcomp's handler (:mod:`fedcomp.engines.interrupt`) is put back once Ray is up.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 
+import ray
 from flwr.simulation import run_simulation
 
 from fedcomp.core.env import quiet_environment
+from fedcomp.engines.interrupt import keep_signal_handlers
 from fedcomp.flower.client_app import build_client_app
 from fedcomp.flower.server_app import build_server_app
 
@@ -33,6 +42,19 @@ def backend_config(engine: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def start_ray(init_args: dict[str, Any]) -> None:
+    """``ray.init`` as Flower's ``RayBackend.init_ray`` calls it, keeping fedcomp's signal handlers.
+
+    Ray's workers get this process's ``sys.path`` (Flower does the same) so they import
+    fedcomp and the task modules exactly as the driver does.
+    """
+    if ray.is_initialized():
+        return
+    pythonpath = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
+    with keep_signal_handlers():
+        ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}}, include_dashboard=False, **init_args)
+
+
 def simulate(cfg: dict[str, Any], verbose: bool = False) -> None:
     """Run one fedcomp experiment on Flower's Simulation Engine.
 
@@ -43,12 +65,14 @@ def simulate(cfg: dict[str, Any], verbose: bool = False) -> None:
     previous = flwr_logger.level
     if not verbose:
         flwr_logger.setLevel(logging.ERROR)
+    backend = backend_config(cfg["engine"])
     try:
+        start_ray(backend["init_args"])
         run_simulation(
             server_app=build_server_app(cfg),
             client_app=build_client_app(cfg),
             num_supernodes=int(cfg["federation"]["num_clients"]),
-            backend_config=backend_config(cfg["engine"]),
+            backend_config=backend,
             verbose_logging=verbose,
         )
     finally:

@@ -198,10 +198,13 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
             sizes = {oid: len(obj.deflate()) for oid, obj in get_all_nested_objects(content).items()}
         own = message_object_bytes(message, content.object_id if content is not None else None)
         wire = sum(sizes.values()) + own + envelope_bytes(message, content)
-    skipped = {oid for oid in sizes if held is not None and oid in held}
+        # What the SuperLink stores is the real tree: with the bookkeeping record the
+        # root RecordDict is another object (and unique to the reply), the rest the same.
+        real = {content.object_id: message.content.object_id} if content is not None else {}
+    skipped = {oid for oid in sizes if held is not None and real.get(oid, oid) in held}
     link = wire - sum(sizes[oid] for oid in skipped)
     if held is not None:
-        held.update(sizes)
+        held.update(real.get(oid, oid) for oid in sizes)
     requests = object_request_bytes(message, own) + sum(
         object_request_bytes(message, size) for oid, size in sizes.items() if oid not in skipped
     )

@@ -162,7 +162,7 @@ class TrackingFedAvg(Strategy):
             partition = self.partitions.of(node_id)
             down = self._pending.pop((server_round, phase, node_id), None)
             if reply.has_error():
-                reason = f"client raised: {reply.error.reason}"
+                reason = reply.error.reason
                 self.downlink.lost(partition, reason)
                 if down is not None:
                     self._fail(down, server_round, phase, reason)

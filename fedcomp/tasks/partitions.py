@@ -156,34 +156,47 @@ def _task_key(task: Any) -> tuple:
 
 
 def _partition(pool: Dataset, cfg: dict, num_clients: int, label_column: str | None, seed: int):
+    """Every partition of ``pool``; the partitioner's retry warnings are silenced (a
+    Dirichlet split that fails warns ten times, listing every client's alpha: the
+    error raised here says what failed instead)."""
+    import warnings
+
     partitioner = build_partitioner(cfg, num_clients, label_column, seed)
     partitioner.dataset = pool
-    return [partitioner.load_partition(i) for i in range(num_clients)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [partitioner.load_partition(i) for i in range(num_clients)]
 
 
 def _feasible(pool: Dataset, cfg: dict, num_clients: int, label_column: str | None, seed: int) -> bool:
-    import warnings
-
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parts = _partition(pool, cfg, num_clients, label_column, seed)
+        parts = _partition(pool, cfg, num_clients, label_column, seed)
     except ValueError:
         return False
     return all(len(p) > 0 for p in parts)
 
 
-def _max_supported(pool: Dataset, cfg: dict, upper: int, label_column: str | None, seed: int) -> int:
-    """Largest num_clients below ``upper`` that partitions with no empty client (binary
-    search over actual partitioning attempts; 0 when even one client fails)."""
-    lo, hi = 0, min(upper - 1, len(pool))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _feasible(pool, cfg, mid, label_column, seed):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+_MAX_SUPPORTED: dict[tuple, int] = {}
+
+
+def _max_supported(pool: Dataset, cfg: dict, label_column: str | None, seed: int, key: tuple) -> int:
+    """Largest num_clients that partitions ``pool`` with no empty client (0 when even one
+    client fails): a binary search over actual partitioning attempts, up to
+    ``len(pool) // partition.min_partition_size``.
+
+    Computed once per task, partition settings and seed (``key``) and cached, so every
+    rejected ``federation.num_clients`` states the same limit.
+    """
+    if key not in _MAX_SUPPORTED:
+        lo, hi = 0, len(pool) // max(1, int(cfg.get("min_partition_size") or 1))
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if _feasible(pool, cfg, mid, label_column, seed):
+                lo = mid
+            else:
+                hi = mid - 1
+        _MAX_SUPPORTED[key] = lo
+    return _MAX_SUPPORTED[key]
 
 
 def load_partitions(task: Any, partition_cfg: Any, num_clients: int, seed: int) -> list[Dataset]:
@@ -203,36 +216,33 @@ def load_partitions(task: Any, partition_cfg: Any, num_clients: int, seed: int) 
     build_partitioner(cfg, num_clients, label_column, seed)  # validate settings first
     pool = task.client_dataset()
     n = len(pool)
-    if num_clients > n:
-        raise ValueError(
-            f"federation.num_clients={num_clients} exceeds the {n} examples of task "
-            f"{task.name}'s client pool; the data can support at most {n} clients"
-        )
     shuffled = pool.shuffle(seed=int(seed))
     name = str(cfg.get("_target_", "")).rsplit(".", 1)[-1]
-    try:
-        parts = _partition(shuffled, cfg, num_clients, label_column, seed)
-    except ValueError as exc:
-        supported = _max_supported(shuffled, cfg, num_clients, label_column, seed)
+    limit_key = key[:2] + key[3:]  # the limit does not depend on the num_clients asked for
+
+    def limit() -> str:
+        supported = _max_supported(shuffled, cfg, label_column, seed, limit_key)
         hint = ""
         if name == "DirichletPartitioner":
             hint = (
-                f" (Dirichlet alpha={cfg.get('alpha')}, "
-                f"min_partition_size={cfg.get('min_partition_size', 10)}: raise partition.alpha "
-                "or lower partition.min_partition_size)"
+                f" (Dirichlet alpha={cfg.get('alpha')}, min_partition_size={cfg.get('min_partition_size', 10)}:"
+                " raise partition.alpha or lower partition.min_partition_size for more)"
             )
+        return f"with these settings task {task.name}'s {n} examples support at most {supported} clients{hint}"
+
+    if num_clients > n:
+        raise ValueError(f"federation.num_clients={num_clients} exceeds the client pool; {limit()}")
+    try:
+        parts = _partition(shuffled, cfg, num_clients, label_column, seed)
+    except ValueError as exc:
         raise ValueError(
-            f"federation.num_clients={num_clients}: {name} could not split task {task.name}'s "
-            f"{n} examples{hint}; with these settings the data can support at most "
-            f"{supported} clients. Partitioner said: {exc}"
+            f"federation.num_clients={num_clients}: {name} could not split the data; {limit()}"
         ) from exc
     empty = [i for i, p in enumerate(parts) if len(p) == 0]
     if empty:
-        supported = _max_supported(shuffled, cfg, num_clients, label_column, seed)
         raise ValueError(
-            f"federation.num_clients={num_clients}: {name} left {len(empty)} client(s) with no "
-            f"examples (partition ids {empty[:10]}) out of task {task.name}'s {n}; with these "
-            f"settings the data can support at most {supported} clients"
+            f"federation.num_clients={num_clients}: {name} left {len(empty)} client(s) with no examples "
+            f"(partition ids {empty[:10]}); {limit()}"
         )
     _CACHE[key] = parts
     return list(parts)

@@ -13,12 +13,14 @@ Model
 (tests and smoke runs use a tiny one).
 
 ``pretrained=True`` loads ``model_name`` (default ``EleutherAI/pythia-14m``) with
-``GPTNeoXForCausalLM.from_pretrained(model_name, local_files_only=True, dtype=float32)``:
+``AutoModelForCausalLM.from_pretrained(model_name, local_files_only=True, dtype=float32)``:
 from the local Hugging Face cache or a local directory only. Nothing is downloaded unless
 ``allow_download=True``. A ``checkpoint`` that is a Hugging Face model directory
 (``save_pretrained`` output) is loaded the same way, and its ``config.json`` also defines
 the architecture clients build; a ``checkpoint`` file is a ``torch.save``d state dict
-(``python -m fedcomp.pretrain task=pythia14m`` writes one).
+(``python -m fedcomp.pretrain task=pythia14m`` writes one). ``pretrained_dir`` loads any
+causal LM ``transformers`` knows (``AutoModelForCausalLM``) from a local directory,
+``local_files_only``; its vocabulary must hold the 256 byte tokens.
 
 Data
 ----
@@ -171,6 +173,8 @@ class PythiaTask(Task):
         Allow ``from_pretrained`` to reach the Hub (off by default: runs never download).
     checkpoint
         A ``torch.save``d state dict or a Hugging Face model directory to start from.
+    pretrained_dir
+        A local ``save_pretrained`` directory of any causal LM: architecture and weights.
     config_overrides
         Fields replacing those of the Pythia-14M config (e.g. a tiny model for tests).
     lr, weight_decay, batch_size
@@ -194,6 +198,7 @@ class PythiaTask(Task):
         pretrained: bool = False,
         allow_download: bool = False,
         checkpoint: str | None = None,
+        pretrained_dir: str | None = None,
         config_overrides: Mapping[str, Any] | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
@@ -216,6 +221,7 @@ class PythiaTask(Task):
         self.pretrained = bool(pretrained)
         self.allow_download = bool(allow_download)
         self.checkpoint = checkpoint
+        self.pretrained_dir = pretrained_dir
         self.config_overrides = dict(config_overrides or {})
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
@@ -243,14 +249,19 @@ class PythiaTask(Task):
         return test.select(_evenly_spaced(len(test), self.eval_sequences))
 
     # model ------------------------------------------------------------------------
-    def _from_pretrained(self, name_or_path: str, key: str) -> nn.Module:
-        from transformers import GPTNeoXForCausalLM
+    def _source(self) -> tuple[str, str] | None:
+        """What ``from_pretrained`` loads (a name or a directory) and its config key, or None."""
+        if self.checkpoint and is_hf_model_dir(self.checkpoint):
+            return self.checkpoint, "task.checkpoint"
+        if self.pretrained_dir:
+            return self.pretrained_dir, "task.pretrained_dir"
+        return (self.model_name, "task.model_name") if self.pretrained else None
 
-        local_only = not self.allow_download
+    def _from_pretrained(self, loader: Any, name_or_path: str, key: str, **kwargs: Any) -> Any:
+        """``loader.from_pretrained`` from local files (only ``task.model_name`` may download)."""
+        local_only = not (self.allow_download and key == "task.model_name")
         try:
-            return GPTNeoXForCausalLM.from_pretrained(
-                name_or_path, local_files_only=local_only, dtype=torch.float32
-            )
+            return loader.from_pretrained(name_or_path, local_files_only=local_only, **kwargs)
         except OSError as exc:
             hint = (
                 " It is not in the local Hugging Face cache and downloads are off: "
@@ -263,44 +274,33 @@ class PythiaTask(Task):
             raise OSError(f"{key}={name_or_path!r} could not be loaded: {reason}.{hint}") from exc
 
     def model_config(self):
-        """The GPTNeoXConfig clients build: from the checkpoint directory, the pretrained
-        model, or Pythia-14M's config (plus ``config_overrides``)."""
-        from transformers import GPTNeoXConfig
+        """The config clients build: ``_source()``'s (any causal LM) or Pythia-14M's, overridden."""
+        from transformers import AutoConfig, GPTNeoXConfig
 
-        if self.checkpoint and is_hf_model_dir(self.checkpoint):
-            config = GPTNeoXConfig.from_pretrained(self.checkpoint, local_files_only=True)
-        elif self.pretrained:
-            try:
-                config = GPTNeoXConfig.from_pretrained(
-                    self.model_name, local_files_only=not self.allow_download
-                )
-            except OSError as exc:
-                reason = " ".join(str(exc).split()).rstrip(".")
-                raise OSError(
-                    f"task.model_name={self.model_name!r}: config not available locally "
-                    f"({reason}); set task.allow_download=true or pass a local directory"
-                ) from exc
-        else:
+        source = self._source()
+        if source is None:
             config = GPTNeoXConfig(**PYTHIA_14M_CONFIG)
+        else:
+            config = self._from_pretrained(AutoConfig, *source)
         for key, value in self.config_overrides.items():
             if not hasattr(config, key):
-                raise ValueError(f"task.config_overrides.{key} is not a GPTNeoXConfig field")
+                raise ValueError(f"task.config_overrides.{key} is not a field of {type(config).__name__}")
             setattr(config, key, value)
         return config
 
     def build_model(self) -> nn.Module:
-        from transformers import GPTNeoXForCausalLM
+        from transformers import AutoModelForCausalLM
 
-        model = GPTNeoXForCausalLM(self.model_config())
-        return model.float()
+        return AutoModelForCausalLM.from_config(self.model_config()).float()
 
     def initial_model(self) -> nn.Module:
-        if self.checkpoint and is_hf_model_dir(self.checkpoint):
-            model = self._from_pretrained(self.checkpoint, "task.checkpoint")
-        elif self.pretrained:
-            model = self._from_pretrained(self.model_name, "task.model_name")
-        else:
+        from transformers import AutoModelForCausalLM
+
+        source = self._source()
+        if source is None:
             model = self.build_model()
+        else:
+            model = self._from_pretrained(AutoModelForCausalLM, *source, dtype=torch.float32)
         if self.checkpoint and not is_hf_model_dir(self.checkpoint):
             load_checkpoint(model, self.checkpoint)
         return model.float()
@@ -381,6 +381,7 @@ class PythiaTask(Task):
             **super().describe(),
             "model_name": self.model_name,
             "pretrained": self.pretrained,
+            "pretrained_dir": self.pretrained_dir,
             "config_overrides": dict(self.config_overrides),
             "seq_len": self.seq_len,
             "lr": self.lr,

@@ -272,3 +272,29 @@ def test_decode_rejects_dense_shape_mismatch():
     enc.meta["tensors"]["fc2.bias"]["shape"] = [11]
     with pytest.raises(DecodeError, match="fc2.bias"):
         t.decode(enc)
+
+
+@pytest.mark.parametrize("selection", ["sampled", "exact"])
+def test_all_zero_tensor_sends_nothing_under_either_selection(selection):
+    x = np.zeros(1000, dtype=np.float32)
+    enc = TopK(density=0.01, selection=selection, index_encoding="int32").encode({"w": x}, rng())
+    assert enc.arrays["w/values"].size == 0 and enc.arrays["w/idx"].size == 0
+    assert enc.payload_bytes == 0
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("kwargs", [{}, {"selection": "exact"}, {"scope": "model"}, {"min_numel": 10**6}])
+def test_non_finite_update_raises_naming_the_tensor(bad, kwargs):
+    x = normal(200_000)
+    x[5] = bad
+    with pytest.raises(ValueError, match="'fc.weight'"):
+        TopK(density=0.01, sample_size=10_000, **kwargs).encode({"fc.weight": x}, rng())
+
+
+def test_sampled_keeps_exactly_k_like_exact():
+    x = normal(1_000_000, seed=9)
+    sampled = TopK(density=0.01).encode({"w": x}, rng(3))
+    exact = TopK(density=0.01, selection="exact").encode({"w": x}, rng(3))
+    assert sampled.meta == exact.meta
+    for key in exact.arrays:
+        np.testing.assert_array_equal(sampled.arrays[key], exact.arrays[key])

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from fedcomp.core.rundir import RUN_FILES
-from fedcomp.engines.deployment.engine import Processes, _proc_tagged, free_ports
+from fedcomp.engines.deployment.processes import Processes, free_ports, tagged
 from fedcomp.engines.simulation import backend_config
 from tests.helpers import run_config
 
@@ -104,7 +104,7 @@ def ray_cluster(tmp_path: Path):
 
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert leftovers == [], f"Ray processes left behind: {leftovers}"
-        assert not _proc_tagged(procs.tag)
+        assert not tagged(procs.tag)
 
 
 def test_backend_config_attaches_to_cluster() -> None:
@@ -129,6 +129,7 @@ def test_simulation_on_existing_ray_cluster(ray_cluster, tmp_path: Path) -> None
         "federation.num_clients=2",
         "federation.fraction_fit=1.0",
         "federation.num_rounds=1",
+        "engine=simulation",
         f"engine.ray_address={address}",
         "engine.client_resources.num_cpus=1",
         "engine.client_resources.num_gpus=0",

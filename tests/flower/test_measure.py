@@ -154,3 +154,19 @@ def test_request_bytes_are_the_object_requests_around_each_transfer():
         expected += request.ByteSize() + response.ByteSize() - len(content)
     assert measure(msg, 0).request_bytes == expected
     assert len(objects) == 3  # Message, RecordDict, one ConfigRecord
+
+
+def test_replies_with_their_own_bookkeeping_share_only_the_payload_record():
+    model = {"w": np.arange(1000, dtype=np.float32)}
+    spec = ModelSpec.of(model)
+    replies = []
+    for node in (1, 2):
+        content = protocol.to_content([Encoded(model, {})], {"n": 0}, "packed", spec)
+        content[protocol.LEDGER] = ConfigRecord({"rows": f"[{node}]"})  # each client's own rows
+        replies.append(_reply(content, node))
+    held: set[str] = set()
+    first, second = (measure(r, 0, held) for r in replies)
+    record = replies[1].content[protocol.PAYLOAD]
+    # the RecordDict differs (its ledger ref) and is pushed; the payload record is held
+    assert second.wire_bytes - second.link_bytes == len(record.deflate())
+    assert first.link_bytes == first.wire_bytes
