@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.codecs import ENERGY_SEEDS, run_codecs
+from benchmarks.codecs import ENERGY_SEEDS, SCALING_COMPRESSORS, run_codecs
 from benchmarks.codecs_report import codecs_markdown
 from benchmarks.common import DEFAULT_OUT
 from benchmarks.overhead import ENGINES, MODES, overhead_child, run_overhead
@@ -61,6 +61,8 @@ def parser() -> argparse.ArgumentParser:
             cmd.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median)")
             cmd.add_argument("--repeats-large", type=int, default=5, help="repeats above 32M elements")
             cmd.add_argument("--compressors", default=None, help="config names (default: all)")
+            cmd.add_argument("--scaling-compressors", default=",".join(SCALING_COMPRESSORS),
+                             help="of those, the ones also run on the flat vectors ('all' for every one)")
             cmd.add_argument("--energy-seeds", type=int, default=ENERGY_SEEDS)
             cmd.add_argument("--no-references", action="store_true", help="skip the torch references")
             cmd.add_argument("--no-memory", action="store_true", help="skip the memory measurements")
@@ -98,6 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_codecs(sizes=[_size(s) for s in _names(args.sizes)], models=_names(args.models),
                    repeats=args.repeats, repeats_large=args.repeats_large,
                    compressors=_names(args.compressors) if args.compressors else None,
+                   scaling_compressors=None if args.scaling_compressors == "all" else _names(args.scaling_compressors),
                    references=not args.no_references, memory=not args.no_memory,
                    energy_seeds=args.energy_seeds, out_dir=args.out_dir)
     if args.command in ("overhead", "all"):

@@ -25,14 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import (
-    DEFAULT_OUT,
-    machine_info,
-    median,
-    rss_peak,
-    timed_window,
-    traced_peak,
-)
+from benchmarks.common import DEFAULT_OUT, machine_info, median, rss_peak, timed_window, traced_peak
 from fedcomp.compressors.base import Compressor, Tensors
 from fedcomp.compressors.build import build_channel
 from fedcomp.compressors.chain import Chain
@@ -52,6 +45,11 @@ UPDATE_STD = 4e-4
 LARGE_REGIME = 1 << 24
 #: rng seeds of the kept-energy check of sampled top-k.
 ENERGY_SEEDS = 20
+#: Compressors timed on the flat vectors too (the scaling curve): the ones the targets
+#: name and their neighbours. Some others (eden, fetchsgd, qsgd) take seconds per call
+#: at 64M elements; ``scaling_compressors=None`` runs every config there as well.
+SCALING_COMPRESSORS = ("none", "lossless", "quant1", "quant2", "quant4", "quant8", "threshold", "topk",
+                       "topk_quant8", "topk_quant8_zstd")
 
 TARGET_TOPK_SPEEDUP = 5.0
 TARGET_TOPK_ENERGY = 0.99
@@ -542,7 +540,9 @@ def _bench_input(inp: dict[str, Any], names: Sequence[str], reps: int, memory: b
 
 def run_codecs(sizes: Sequence[int] = SIZES, models: Sequence[str] = ("pythia14m", "mnist"),
                repeats: int = 5, repeats_large: int = 5, large: int = 1 << 25,
-               compressors: Sequence[str] | None = None, references: bool = True, memory: bool = True,
+               compressors: Sequence[str] | None = None,
+               scaling_compressors: Sequence[str] | None = SCALING_COMPRESSORS,
+               references: bool = True, memory: bool = True,
                energy_seeds: int = ENERGY_SEEDS, real_mnist_update: bool = True,
                out_dir: str | Path | None = DEFAULT_OUT, echo: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the codec benchmark; write ``codecs.json`` into ``out_dir`` (when set).
@@ -559,6 +559,8 @@ def run_codecs(sizes: Sequence[int] = SIZES, models: Sequence[str] = ("pythia14m
         ``large`` elements use ``repeats_large``.
     compressors
         Config names (default: every ``conf/compressor/*.yaml``).
+    scaling_compressors
+        Of those, the ones also run on the flat vectors (``None``: all of them).
     references, memory
         Also run the torch references; also measure peak memory.
     """
@@ -571,6 +573,7 @@ def run_codecs(sizes: Sequence[int] = SIZES, models: Sequence[str] = ("pythia14m
         "benchmark": "codecs", "command": "python -m benchmarks codecs", "machine": machine,
         "settings": {"sizes": list(sizes), "models": list(models), "repeats": repeats,
                      "repeats_large": repeats_large, "large_threshold": large, "compressors": names,
+                     "scaling_compressors": list(scaling_compressors or names),
                      "update_std": UPDATE_STD, "energy_seeds": energy_seeds},
         "inputs": [], "rows": [], "energy": [], "profiles": {},
     }
@@ -581,8 +584,10 @@ def run_codecs(sizes: Sequence[int] = SIZES, models: Sequence[str] = ("pythia14m
         base = _row_base(inp)
         result["inputs"].append({"name": inp["name"], "kind": inp["kind"], **base})
         t0 = time.perf_counter()
-        _bench_input(inp, names, repeats_large if base["numel"] > large else repeats, memory, references,
-                     inp["name"] in models, energy_seeds, result)
+        main = inp["name"] in models
+        these = names if main or scaling_compressors is None else [n for n in names if n in scaling_compressors]
+        _bench_input(inp, these, repeats_large if base["numel"] > large else repeats, memory, references,
+                     main, energy_seeds, result)
         echo(f"  {inp['name']:>12}: {base['numel']:>11,} elements, {time.perf_counter() - t0:6.1f} s")
         del inp
         gc.collect()

@@ -6,7 +6,7 @@ from typing import Any
 
 from benchmarks.codecs import LARGE_REGIME, size_label
 from benchmarks.common import fmt, header, targets_markdown
-from fedcomp.core.units import human
+from fedcomp.core.units import human, short
 
 
 def _ms(seconds: float) -> str:
@@ -27,7 +27,7 @@ def _model_table(result: dict[str, Any], inp: dict[str, Any]) -> list[str]:
             continue
         lines.append(
             f"| {r['compressor']} | {_ms(r['encode_s'])} | {_ms(r['decode_s'])} | {fmt(r['encode_gbps'], '.2f')} | "
-            f"{fmt(r['decode_gbps'], '.2f')} | {human(r['payload_bytes'])} | {fmt(r['compression_ratio'], '.1f')} | "
+            f"{fmt(r['decode_gbps'], '.2f')} | {short(r['payload_bytes'])} | {fmt(r['compression_ratio'], '.1f')} | "
             f"{fmt(r.get('rel_error'), '.4f')} | {fmt(r.get('encode_peak_over_input'), '.2f')} | "
             f"{fmt(r.get('decode_peak_over_input'), '.2f')} | {fmt(r.get('kept_energy_ratio'), '.4f')} |")
     return lines + [""]

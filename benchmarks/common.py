@@ -118,7 +118,8 @@ def timed_window(fn: Callable[[], Any], repeats: int) -> tuple[list[float], floa
     best: list[float] = []
     faults = 0.0
     taken = 0
-    for taken in range(1, WINDOWS + 1):
+    while taken < WINDOWS:
+        taken += 1
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         times = time_calls(fn, repeats)
         got = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / max(1, repeats)

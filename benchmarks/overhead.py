@@ -35,19 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (
-    DEFAULT_OUT,
-    ROOT,
-    TreeMemorySampler,
-    machine_info,
-    median,
-    peak_rss_bytes,
-    system_busy_s,
-)
+from benchmarks.common import DEFAULT_OUT, ROOT, TreeMemorySampler, machine_info, median, peak_rss_bytes, system_busy_s
 from fedcomp.config import compose_config, to_container
 from fedcomp.core.env import quiet_environment
 from fedcomp.core.files import write_json
@@ -156,6 +148,18 @@ def plain_flower_apps(cfg: dict[str, Any], clock: RoundClock) -> tuple[Any, Any]
 
 
 # ------------------------------------------------------------------ one run, one process
+@contextlib.contextmanager
+def quiet_flower_logs() -> Iterator[None]:
+    """Flower's logger at ERROR meanwhile, as fedcomp's engines set it (no per-round INFO lines)."""
+    flwr_logger = logging.getLogger("flwr")
+    previous = flwr_logger.level
+    flwr_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        flwr_logger.setLevel(previous)
+
+
 def run_once(mode: str, cfg: dict[str, Any], clock: RoundClock) -> None:
     """One simulation of ``mode`` on ``cfg["engine"]["name"]``; round ends go to ``clock``."""
     if mode == "fedcomp":
@@ -170,10 +174,7 @@ def run_once(mode: str, cfg: dict[str, Any], clock: RoundClock) -> None:
         return
     server_app, client_app = plain_flower_apps(cfg, clock)
     clients = int(cfg["federation"]["num_clients"])
-    flwr_logger = logging.getLogger("flwr")
-    previous = flwr_logger.level
-    flwr_logger.setLevel(logging.ERROR)  # as fedcomp's engines do
-    try:
+    with quiet_flower_logs():
         if cfg["engine"]["name"] == "inprocess":
             from fedcomp.engines.inprocess import run_inprocess
 
@@ -185,8 +186,6 @@ def run_once(mode: str, cfg: dict[str, Any], clock: RoundClock) -> None:
 
             run_simulation(server_app=server_app, client_app=client_app, num_supernodes=clients,
                            backend_config=backend_config(cfg["engine"]), verbose_logging=False)
-    finally:
-        flwr_logger.setLevel(previous)
 
 
 def derive_run(call_start: float, call_end: float, ends: dict[int, tuple[float, float]],

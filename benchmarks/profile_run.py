@@ -56,8 +56,10 @@ def _listing(profiler: cProfile.Profile, rounds: int, only: str | None, order: s
 def profile_apps(server_app: Any, client_app: ClientApp, clients: int, rounds: int) -> dict[str, Any]:
     """Profiles of the second of two in-process runs of these apps (the first one fills
     the process's caches: data, partitions, model): server and client threads."""
+    from benchmarks.overhead import quiet_flower_logs
+
     server, client = cProfile.Profile(), cProfile.Profile()
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), quiet_flower_logs():
         run_inprocess(server_app, client_app, clients)
         server.runcall(run_inprocess, server_app, profiled(client_app, client), clients)
     out: dict[str, Any] = {}

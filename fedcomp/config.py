@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import importlib
 import importlib.util
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,19 @@ from fedcomp.core.errors import ConfigError
 from fedcomp.core.formula import cohort_size
 from fedcomp.core.formula import validate as validate_formula
 from fedcomp.core.paths import CONF_DIR
+
+
+def _dirname(text: str) -> str:
+    """A sweep run's directory name from its overrides: one level, ``/`` folded to ``_``.
+
+    A value such as ``task.checkpoint=results/checkpoints/mnist.pt`` would otherwise nest
+    the run three directories deep, and runs of one sweep would share a last path part.
+    """
+    return str(text).replace("/", "_")
+
+
+if not OmegaConf.has_resolver("fedcomp.dirname"):
+    OmegaConf.register_new_resolver("fedcomp.dirname", _dirname)
 
 CLIENT_UPDATES = ("delta", "weights")
 LOGGERS = ("none", "mlflow")
@@ -103,7 +118,7 @@ def validate(cfg: dict[str, Any]) -> None:
     engine = cfg["engine"]
     _need(engine.get("name") in ENGINES, "engine.name", f"one of {', '.join(ENGINES)}", engine.get("name"))
     faults = cfg.get("faults") or {}
-    for kind in ("crash", "corrupt", "nan"):
+    for kind in ("crash", "corrupt", "nan", "examples"):
         ids = faults.get(kind) or []
         _need(isinstance(ids, list) and all(_is_int(i) and 0 <= i < fed["num_clients"] for i in ids),
               f"faults.{kind}", f"a list of partition ids in [0, {fed['num_clients'] - 1}]", ids)
@@ -261,7 +276,7 @@ def _apply(cfg: DictConfig, override: Override, known: list[str]) -> None:
         return
     if override.is_add() and exists:
         raise ConfigError(f"{key}: already in the config; set it without the '+' ({override.input_line[1:]})")
-    if not exists and not _open_mapping(cfg, key):
+    if not exists and not (_open_mapping(cfg, key) or (override.is_add() and _target_accepts(cfg, key))):
         raise ConfigError(_unknown(key, known))
     OmegaConf.update(cfg, key, override.value(), merge=True, force_add=True)
 
@@ -277,6 +292,25 @@ def _open_mapping(cfg: DictConfig, key: str) -> bool:
         if node is not _ABSENT:
             return isinstance(node, DictConfig) and len(node) == 0
     return False
+
+
+def _target_accepts(cfg: DictConfig, key: str) -> bool:
+    """True when ``key`` names an argument of the ``_target_`` class its parent builds.
+
+    ``+compressor.stages.0.scope=model`` sets a setting the YAML leaves at its default:
+    allowed because ``TopK`` takes ``scope``; a typo (``+compressor.stages.0.scoop``) is not.
+    """
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent, default=None) if parent else None
+    target = node.get("_target_") if isinstance(node, DictConfig) else None
+    if not isinstance(target, str) or "." not in target:
+        return False
+    module, _, name = target.rpartition(".")
+    try:
+        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return False
+    return leaf in params
 
 
 def _unknown(key: str, known: list[str]) -> str:

@@ -22,8 +22,10 @@ def _run(tmp_path_factory, seed):
 
 
 def _comparable(ledger):
-    # node ids are drawn at random by Flower's engine; wire sizes carry them as varints
-    keep = [c for c in ledger.columns if c not in ("run_id", "node_id", "wire_bytes")]
+    # node ids are drawn at random by Flower's engine; wire, link and request sizes carry
+    # them as varints
+    varying = ("run_id", "node_id", "wire_bytes", "link_bytes", "request_bytes")
+    keep = [c for c in ledger.columns if c not in varying]
     return ledger[keep].sort_values(["recorded_by", "round", "phase", "partition_id", "direction"]).reset_index(drop=True)
 
 

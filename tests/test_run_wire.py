@@ -45,9 +45,9 @@ def test_packed_messages_cost_the_floor_plus_their_payload(layouts):
 
 def test_a_compressed_downlink_survives_crashes_and_stays_bit_identical(tmp_path):
     cfg = run_config(
-        tmp_path, "task=digits", "partition=iid", "federation.num_clients=4", "federation.fraction_fit=1.0",
+        tmp_path, "task=digits", "partition=iid", "federation.num_clients=5", "federation.fraction_fit=1.0",
         "federation.num_rounds=5", *TOPK, "compressor.downlink=true",
-        "faults.crash=[1]", "faults.nan=[2]", "faults.corrupt=[3]", "faults.rounds=[2,3]",
+        "faults.crash=[1]", "faults.nan=[2]", "faults.corrupt=[3]", "faults.examples=[0]", "faults.rounds=[2,3]",
     )
     execute(cfg)
     ledger, metrics, summary = load_run(tmp_path)
@@ -63,6 +63,7 @@ def test_a_compressed_downlink_survives_crashes_and_stays_bit_identical(tmp_path
     assert summary["num_failures"] == len(failed) > 0
     reasons = " ".join(failed["error"])
     assert "InjectedFault" in reasons and "NonFiniteUpdate" in reasons and "decode" in reasons
+    assert "num_examples" in reasons and "exceeds the partition" in reasons  # weighted FedAvg trusts it
     assert all("\n" not in r and "\x1b" not in r for r in failed["error"])
     # a compressed downlink moves far fewer bytes than the dense model
     assert summary["bytes"]["down"]["wire_bytes"] < summary["bytes"]["down"]["dense_bytes"] / 3

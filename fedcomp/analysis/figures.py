@@ -45,13 +45,7 @@ from matplotlib.ticker import (
 )
 
 from fedcomp.analysis import style
-from fedcomp.analysis.stats import (
-    MIN_INFORMATIVE_N,
-    delta_bounds,
-    lower_is_better,
-    mean_ci,
-    metric_bounds,
-)
+from fedcomp.analysis.stats import MIN_INFORMATIVE_N, delta_bounds, lower_is_better, mean_ci, metric_bounds
 
 #: Markers of the byte measures in :func:`bytes_breakdown`.
 MEASURE_MARKERS = {"dense": "|", "payload": "o", "wire": "s", "link": "^"}

@@ -44,15 +44,7 @@ import numpy as np
 import pandas as pd
 
 from fedcomp.analysis import runs as R
-from fedcomp.analysis.stats import (
-    NON_NEGATIVE,
-    Bounds,
-    delta_bounds,
-    headline,
-    mean_ci,
-    metric_bounds,
-    reached,
-)
+from fedcomp.analysis.stats import NON_NEGATIVE, Bounds, delta_bounds, headline, mean_ci, metric_bounds, reached
 from fedcomp.core import ledger as ledger_lib
 from fedcomp.core.rundir import RUN_FILES, RunFiles
 
@@ -145,7 +137,7 @@ def run_record(
     run: RunFiles, metric: str, target: float | None, window: int | None
 ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """One row of the runs table, the run's bytes per round and its metric curve."""
-    run_id = str(run.summary.get("run_id") or run.path.name)
+    run_id = str(run.path)  # unique in a report: directory names repeat across sweeps
     row: dict[str, Any] = {"run_id": run_id, **R.settings(run)}
     row["config_id"] = R.short_hash(R.config_identity(run.config))
     row.update(byte_columns(run))

@@ -38,13 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcomp.compressors.base import (
-    Compressor,
-    DecodeError,
-    Encoded,
-    RoundInfo,
-    Tensors,
-)
+from fedcomp.compressors.base import Compressor, DecodeError, Encoded, RoundInfo, Tensors
 from fedcomp.compressors.memory import ErrorFeedback
 from fedcomp.compressors.payload import decode_limit
 

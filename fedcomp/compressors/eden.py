@@ -29,15 +29,7 @@ import numpy as np
 from fedcomp.compressors.base import DecodeError, Tensors
 from fedcomp.compressors.bitcodes import packed_size
 from fedcomp.compressors.payload import finite_scalars, part
-from fedcomp.compressors.pertensor import (
-    CHUNK,
-    PerTensor,
-    TensorCode,
-    as_flat32,
-    check_finite,
-    seed_array,
-    seeded,
-)
+from fedcomp.compressors.pertensor import CHUNK, PerTensor, TensorCode, as_flat32, check_finite, seed_array, seeded
 from fedcomp.compressors.settings import boolean, integer
 from fedcomp.compressors.signsgd import pack_signs, unpack_signs
 

@@ -18,14 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcomp.compressors.base import (
-    Compressor,
-    DecodeError,
-    Encoded,
-    Tensors,
-    array_spec,
-    spec_from_meta,
-)
+from fedcomp.compressors.base import Compressor, DecodeError, Encoded, Tensors, array_spec, spec_from_meta
 from fedcomp.compressors.payload import Budget
 
 SYNTAXES = ("glob", "regex")

@@ -9,14 +9,7 @@ from typing import Any
 import numpy as np
 import zstandard
 
-from fedcomp.compressors.base import (
-    Compressor,
-    DecodeError,
-    Encoded,
-    Tensors,
-    array_spec,
-    spec_from_meta,
-)
+from fedcomp.compressors.base import Compressor, DecodeError, Encoded, Tensors, array_spec, spec_from_meta
 from fedcomp.compressors.payload import Budget
 
 CODECS = ("zlib", "zstd")

@@ -38,12 +38,11 @@ def k_largest(
     """
     parts = [m if pools is None else m[pools[name]] for name, m in mags.items()]
     values = parts[0] if len(parts) == 1 else np.concatenate(parts)
-    if k < values.size:
-        top = np.argpartition(values, values.size - k)[values.size - k :]
-        top.sort()
-    else:
-        top = np.arange(values.size)
-    top = top[values[top] > 0]
+    kth = float(np.partition(values, values.size - k)[values.size - k]) if 0 < k < values.size else 0.0
+    keep = values > kth  # in position order: no index sort needed
+    if kth > 0 and (short := k - int(np.count_nonzero(keep))):
+        keep[np.flatnonzero(values == kth)[:short]] = True  # ties at the k-th: the first ones
+    top = np.flatnonzero(keep)
     offsets = np.cumsum([0] + [p.size for p in parts])
     bounds = np.searchsorted(top, offsets)
     out = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedcomp.compressors.base import Compressor, Encoded, Tensors
+from fedcomp.compressors.base import Tensors
 
 
 class ErrorFeedback:
@@ -31,24 +31,7 @@ class ErrorFeedback:
         ValueError
             If the residual holds a name the update lacks, or a shape differs.
         """
-        residual = residual or {}
-        extra = sorted(set(residual) - set(update))
-        if extra:
-            raise ValueError(f"error feedback: residual has tensors the update lacks: {extra}")
-        out: Tensors = {}
-        for name, value in update.items():
-            value = np.asarray(value, dtype=np.float32)
-            kept = residual.get(name)
-            if kept is None:
-                out[name] = value.copy()
-                continue
-            if kept.shape != value.shape:
-                raise ValueError(
-                    f"error feedback {name!r}: residual shape {list(kept.shape)} != update "
-                    f"shape {list(value.shape)}"
-                )
-            out[name] = value + kept.astype(np.float32, copy=False)
-        return out
+        return _combine(update, residual or {}, subtract=False, role="residual")
 
     @staticmethod
     def residual(compensated: Tensors, transmitted: Tensors) -> Tensors:
@@ -62,20 +45,25 @@ class ErrorFeedback:
         ValueError
             If ``transmitted`` holds a name ``compensated`` lacks, or a shape differs.
         """
-        extra = sorted(set(transmitted) - set(compensated))
-        if extra:
-            raise ValueError(f"error feedback: transmitted tensors not in the update: {extra}")
-        out: Tensors = {}
-        for name, value in compensated.items():
-            value = np.asarray(value, dtype=np.float32)
-            sent = transmitted.get(name)
-            if sent is None:
-                out[name] = value.copy()
-                continue
-            if sent.shape != value.shape:
-                raise ValueError(
-                    f"error feedback {name!r}: transmitted shape {list(sent.shape)} != "
-                    f"update shape {list(value.shape)}"
-                )
-            out[name] = value - sent.astype(np.float32, copy=False)
-        return out
+        return _combine(compensated, transmitted, subtract=True, role="transmitted")
+
+
+def _combine(values: Tensors, other: Tensors, subtract: bool, role: str) -> Tensors:
+    """``values ± other`` per name as float32; a name ``other`` lacks is copied as it is."""
+    extra = sorted(set(other) - set(values))
+    if extra:
+        raise ValueError(f"error feedback: {role} has tensors the update lacks: {extra}")
+    out: Tensors = {}
+    for name, value in values.items():
+        value = np.asarray(value, dtype=np.float32)
+        kept = other.get(name)
+        if kept is None:
+            out[name] = value.copy()
+            continue
+        if kept.shape != value.shape:
+            raise ValueError(
+                f"error feedback {name!r}: {role} shape {list(kept.shape)} != update shape {list(value.shape)}"
+            )
+        kept = kept.astype(np.float32, copy=False)
+        out[name] = value - kept if subtract else value + kept
+    return out

@@ -27,22 +27,9 @@ from typing import Any
 import numpy as np
 
 from fedcomp.compressors.base import DecodeError, Tensors
-from fedcomp.compressors.bitcodes import (
-    gamma_decode,
-    gamma_encode,
-    pack_codes,
-    packed_size,
-    unpack_codes,
-)
+from fedcomp.compressors.bitcodes import gamma_decode, gamma_encode, pack_codes, packed_size, unpack_codes
 from fedcomp.compressors.payload import finite_scalars, int_entry, part
-from fedcomp.compressors.pertensor import (
-    CHUNK,
-    PerTensor,
-    TensorCode,
-    as_flat32,
-    check_finite,
-    chunks,
-)
+from fedcomp.compressors.pertensor import CHUNK, PerTensor, TensorCode, as_flat32, check_finite, chunks
 from fedcomp.compressors.settings import choice, integer
 
 CODINGS = ("fixed", "elias")

@@ -33,14 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcomp.compressors.base import (
-    Compressor,
-    DecodeError,
-    Encoded,
-    Tensors,
-    array_spec,
-    spec_from_meta,
-)
+from fedcomp.compressors.base import Compressor, DecodeError, Encoded, Tensors, array_spec, spec_from_meta
 from fedcomp.compressors.payload import Budget
 
 BITS = (1, 2, 4, 8)

@@ -24,14 +24,7 @@ import numpy as np
 from fedcomp.compressors.base import DecodeError, Tensors
 from fedcomp.compressors.bitcodes import pack_codes, packed_size, unpack_codes
 from fedcomp.compressors.payload import finite_scalars, part
-from fedcomp.compressors.pertensor import (
-    CHUNK,
-    PerTensor,
-    TensorCode,
-    as_flat32,
-    check_finite,
-    chunks,
-)
+from fedcomp.compressors.pertensor import CHUNK, PerTensor, TensorCode, as_flat32, check_finite, chunks
 from fedcomp.compressors.settings import choice, number
 
 PACKINGS = ("2bit", "base3")

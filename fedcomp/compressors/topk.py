@@ -41,14 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcomp.compressors.base import (
-    Compressor,
-    DecodeError,
-    Encoded,
-    Tensors,
-    array_spec,
-    spec_from_meta,
-)
+from fedcomp.compressors.base import Compressor, DecodeError, Encoded, Tensors, array_spec, spec_from_meta
 from fedcomp.compressors.magnitude import select
 from fedcomp.compressors.payload import Budget
 

@@ -34,13 +34,7 @@ from fedcomp.engines.deployment.engine import check_supernodes_and_timeouts
 from fedcomp.engines.deployment.errors import DeploymentError
 from fedcomp.engines.deployment.federation import setting
 from fedcomp.engines.deployment.flwr_cli import FlwrCli, executable
-from fedcomp.engines.deployment.processes import (
-    Processes,
-    flower_env,
-    free_ports,
-    ignore_signals,
-    stop_on_signals,
-)
+from fedcomp.engines.deployment.processes import Processes, flower_env, free_ports, ignore_signals, stop_on_signals
 
 #: The engine's log folder in the run directory.
 LOG_DIR = "flwr"

@@ -45,24 +45,18 @@ from flwr.app.error import Error
 from flwr.app.user_config import UserConfig
 from flwr.clientapp import ClientApp
 from flwr.clientapp.client_app import ClientAppException, LoadClientAppError
-from flwr.common.constant import (
-    RUN_ID_NUM_BYTES,
-    SUPERLINK_NODE_ID,
-    TASK_ID_NUM_BYTES,
-    ErrorCode,
-)
+from flwr.common.constant import RUN_ID_NUM_BYTES, SUPERLINK_NODE_ID, TASK_ID_NUM_BYTES, ErrorCode
 from flwr.proto.task_pb2 import Task  # pylint: disable=no-name-in-module
 from flwr.server.run_serverapp import run as run_serverapp
 from flwr.server.superlink.fleet.vce.backend import Backend, BackendConfig
-from flwr.server.superlink.fleet.vce.vce_api import (
-    _register_node_info_stores,
-    _register_nodes,
-)
+from flwr.server.superlink.fleet.vce.vce_api import _register_node_info_stores, _register_nodes
 from flwr.server.superlink.linkstate import InMemoryLinkState, LinkStateFactory
 from flwr.server.superlink.linkstate.in_memory_linkstate import RunRecord
 from flwr.server.superlink.linkstate.utils import generate_rand_int_from_bytes
 from flwr.serverapp import ServerApp
 from flwr.supercore.constant import FLWR_IN_MEMORY_DB_NAME, NOOP_FEDERATION_ID
+from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects
+from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
 from flwr.supercore.object_store import ObjectStoreFactory
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
@@ -107,7 +101,7 @@ class InProcessBackend(Backend):
     def process_message(self, message: Message, context: Context) -> tuple[Message, Context]:
         if self._app is None:
             raise LoadClientAppError("build() the backend before processing messages")
-        message, context = copy.deepcopy(message), copy.deepcopy(context)
+        message, context = delivered(message), copy.deepcopy(context)
         threads = torch.get_num_threads()
         try:
             reply = self._app(message=message, context=context)
@@ -119,6 +113,22 @@ class InProcessBackend(Backend):
 
     def terminate(self) -> None:
         self._app = None
+
+
+def delivered(message: Message) -> Message:
+    """An independent copy of ``message`` as a SuperNode receives it.
+
+    Its content is deflated into Flower's objects and inflated again (what travels in a
+    deployment); its metadata is copied. ``copy.deepcopy`` cannot copy a message whose
+    arrays Flower has already split into chunks (memoryviews), e.g. once measured.
+    """
+    if not message.has_content():
+        return copy.deepcopy(message)
+    content = message.content
+    objects = get_all_nested_objects(content)
+    contents = {object_id: obj.deflate() for object_id, obj in objects.items()}
+    copied = inflate_object_from_contents(content.object_id, contents, keep_object_contents=False)
+    return Message(metadata=copy.deepcopy(message.metadata), content=copied)
 
 
 class InProcessGrid(InMemoryGrid):

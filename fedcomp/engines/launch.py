@@ -41,6 +41,7 @@ from fedcomp.engines.logs import run_logging
 from fedcomp.engines.progress import run_progress
 from fedcomp.flower.setup import get_setup
 from fedcomp.flower.summary import print_closing
+from fedcomp.optimizers.build import build_optimizer
 from fedcomp.tasks.partitions import load_partitions
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ def prepare(cfg: dict[str, Any]) -> Plan:
     validate(cfg)
     try:
         setup = get_setup(cfg)
+        build_optimizer(cfg.get("server") or {"name": "fedavg"})
         num_clients = int(cfg["federation"]["num_clients"])
         partitions = load_partitions(setup.task, cfg["partition"], num_clients, setup.seed)
     except (ValueError, OSError) as err:  # a component's own check (task, compressor, partition)

@@ -21,13 +21,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from fedcomp.compressors.base import RoundInfo, Tensors
-from fedcomp.compressors.channel import (
-    CatchUp,
-    apply_catch_up,
-    decode_checked,
-    encode_update,
-    subtract,
-)
+from fedcomp.compressors.channel import CatchUp, apply_catch_up, decode_checked, encode_update, subtract
 from fedcomp.compressors.identity import Identity
 from fedcomp.core.seeds import derive_seed
 from fedcomp.flower import protocol
@@ -154,9 +148,12 @@ def client_train(setup: Setup, msg: Message, context: Context) -> Message:
     encoded, residual, state = encode_update(
         setup.channel, update, _load(context, RESIDUAL), _load(context, STATE) or {}, rng, info
     )
-    _store(context, RESIDUAL, residual)
+    # frozen tensors never change: keep no residual for them (a zero copy of the base model)
+    _store(context, RESIDUAL, {n: residual[n] for n in setup.sent_names} if residual is not None else None)
     _store(context, STATE, state)
     fields = {"n": int(metrics.pop("num_examples")), **{k: float(v) for k, v in metrics.items()}, **report}
+    if _fault(setup, "examples", pid, server_round):
+        fields["n"] = 10 * fields["n"] + 1  # a claim FedAvg must not trust
     content = protocol.to_content([encoded], fields, setup.layout, setup.spec)
     if _fault(setup, "corrupt", pid, server_round):
         corrupt(content)

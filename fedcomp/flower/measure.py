@@ -40,10 +40,7 @@ from dataclasses import asdict
 from flwr.app import Message, RecordDict
 from flwr.common.serde import recorddict_to_proto
 from flwr.common.serde_utils import error_to_proto, metadata_to_proto
-from flwr.proto.fleet_pb2 import (  # pylint: disable=no-name-in-module
-    PullMessagesResponse,
-    PushMessagesRequest,
-)
+from flwr.proto.fleet_pb2 import PullMessagesResponse, PushMessagesRequest  # pylint: disable=no-name-in-module
 from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
 from flwr.proto.message_pb2 import (  # pylint: disable=no-name-in-module
     ObjectTree,
@@ -54,11 +51,7 @@ from flwr.proto.message_pb2 import (  # pylint: disable=no-name-in-module
 )
 from flwr.proto.node_pb2 import Node  # pylint: disable=no-name-in-module
 from flwr.supercore.constant import HEAD_BODY_DIVIDER, HEAD_VALUE_DIVIDER
-from flwr.supercore.inflatable.inflatable_object import (
-    get_all_nested_objects,
-    get_object_tree,
-    no_object_id_recompute,
-)
+from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects, get_object_tree, no_object_id_recompute
 
 from fedcomp.core.ledger import LedgerRow, Sizes
 from fedcomp.flower.protocol import LEDGER, empty_content, payload_bytes_of

@@ -33,13 +33,7 @@ from fedcomp.compressors.channel import decode_checked, subtract
 from fedcomp.core.errors import one_line
 from fedcomp.core.ledger import LedgerRow
 from fedcomp.flower import protocol
-from fedcomp.flower.aggregate import (
-    BadExamples,
-    check_examples,
-    normalized,
-    weighted_mean,
-    weighted_metrics,
-)
+from fedcomp.flower.aggregate import BadExamples, check_examples, normalized, weighted_mean, weighted_metrics
 from fedcomp.flower.downlink import Downlink
 from fedcomp.flower.measure import floor_bytes, ledger_row
 from fedcomp.flower.sampling import Partitions

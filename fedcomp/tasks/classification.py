@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets import Dataset
+from datasets import Dataset, Features, List, Value
 from torch import nn
 
 from fedcomp.tasks.base import Task
+from fedcomp.tasks.loops import make_optimizer, train_loop
 
 
 def stratified_split(
@@ -69,6 +70,22 @@ def stratified_split(
     return out
 
 
+def image_splits(
+    x: np.ndarray, y: np.ndarray, test_size: int, public_size: int, split_seed: int
+) -> dict[str, Dataset]:
+    """Flattened images ``x`` and labels ``y`` as the ``test``/``public``/``pool`` datasets.
+
+    The split is :func:`stratified_split`; each example has the columns ``image``
+    (float32, one row of ``x``) and ``label`` (int64).
+    """
+    parts = stratified_split(y, {"test": test_size, "public": public_size}, split_seed)
+    features = Features({"image": List(Value("float32"), length=x.shape[1]), "label": Value("int64")})
+    return {
+        name: Dataset.from_dict({"image": x[idx], "label": y[idx]}, features=features)
+        for name, idx in parts.items()
+    }
+
+
 def to_arrays(data: Dataset, x_column: str, y_column: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Read a whole (small) dataset into float32 inputs and int64 labels."""
     if len(data) == 0:
@@ -77,24 +94,6 @@ def to_arrays(data: Dataset, x_column: str, y_column: str) -> tuple[torch.Tensor
     x = torch.from_numpy(np.ascontiguousarray(cols[x_column], dtype=np.float32))
     y = torch.from_numpy(np.asarray(cols[y_column], dtype=np.int64))
     return x, y
-
-
-def make_optimizer(
-    params: list[torch.nn.Parameter],
-    optimizer: str,
-    lr: float,
-    momentum: float = 0.0,
-    weight_decay: float = 0.0,
-) -> torch.optim.Optimizer:
-    """``sgd`` (with ``momentum``), ``adam`` or ``adamw``; anything else is an error."""
-    name = optimizer.lower()
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"task.optimizer={optimizer!r} is not one of: sgd, adam, adamw")
 
 
 def train_classifier(
@@ -111,49 +110,12 @@ def train_classifier(
     momentum: float = 0.0,
     weight_decay: float = 0.0,
 ) -> dict[str, float]:
-    """Mini-batch cross-entropy training, reproducible given ``seed``.
-
-    The batch order comes from ``torch.randperm`` on a ``torch.Generator`` seeded with
-    ``seed`` (what a shuffling ``DataLoader`` does, without its per-item overhead);
-    ``torch.manual_seed(seed)`` covers any other randomness (dropout). Only parameters
-    with ``requires_grad`` are optimised. ``steps`` caps the optimizer steps.
-
-    Returns ``num_examples`` (the size of the local data: the FedAvg weight),
-    ``train_loss`` (example-weighted mean loss over the batches trained on) and
-    ``num_steps``.
-    """
-    if epochs < 0:
-        raise ValueError(f"client.local_epochs={epochs} must be >= 0")
-    if steps is not None and steps < 0:
-        raise ValueError(f"client.local_steps={steps} must be >= 0 or null")
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    n = len(y)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = make_optimizer(params, optimizer, lr, momentum, weight_decay) if params else None
-    model.train()
-    total_loss, seen, done = 0.0, 0, 0
-    for _ in range(epochs):
-        if n == 0 or (steps is not None and done >= steps):
-            break
-        perm = torch.randperm(n, generator=gen)
-        for start in range(0, n, batch_size):
-            if steps is not None and done >= steps:
-                break
-            idx = perm[start : start + batch_size]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            if opt is not None:
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            total_loss += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            done += 1
-    return {
-        "num_examples": float(n),
-        "train_loss": total_loss / seen if seen else float("nan"),
-        "num_steps": float(done),
-    }
+    """Mini-batch cross-entropy training (:func:`fedcomp.tasks.loops.train_loop`)."""
+    return train_loop(
+        model, len(y), lambda idx: F.cross_entropy(model(x[idx]), y[idx]),
+        lambda params: make_optimizer(params, optimizer, lr, momentum, weight_decay),
+        epochs=epochs, steps=steps, seed=seed, batch_size=batch_size,
+    )
 
 
 @torch.no_grad()

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset
 from torch import nn
 
-from fedcomp.tasks.classification import ImageClassificationTask, stratified_split
+from fedcomp.tasks.classification import ImageClassificationTask, image_splits
 
 DIGITS_MEAN = 0.3053  # of x / 16 over all 1,797 images
 DIGITS_STD = 0.3760
@@ -61,12 +61,7 @@ def _digits_splits(test_size: int, public_size: int, split_seed: int) -> dict[st
     bunch = load_digits()
     x = ((np.asarray(bunch.data, dtype=np.float32) / 16.0 - DIGITS_MEAN) / DIGITS_STD).astype(np.float32)
     y = np.asarray(bunch.target, dtype=np.int64)
-    parts = stratified_split(y, {"test": test_size, "public": public_size}, split_seed)
-    features = Features({"image": List(Value("float32"), length=64), "label": Value("int64")})
-    return {
-        name: Dataset.from_dict({"image": x[idx], "label": y[idx]}, features=features)
-        for name, idx in parts.items()
-    }
+    return image_splits(x, y, test_size, public_size, split_seed)
 
 
 class DigitsTask(ImageClassificationTask):

@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset
 from torch import nn
 
-from fedcomp.tasks.classification import ImageClassificationTask, stratified_split
+from fedcomp.tasks.classification import ImageClassificationTask, image_splits
 
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
@@ -53,36 +53,21 @@ MNIST_STD = 0.3081
 # --------------------------------------------------------------------------------------
 class MnistCNN(nn.Module):
     """conv(1→c1, 5×5) → ReLU → maxpool 2 → conv(c1→c2, 5×5) → ReLU → maxpool 2
-    → fc1(16·c2 → hidden) → ReLU → fc2(hidden → 10).
+    → fc1 → ReLU → fc2(hidden → 10).
 
-    Input: ``(N, 784)`` or ``(N, 1, 28, 28)`` float32. With the defaults (8, 16, 64):
-    20,522 parameters, 82,088 bytes fp32.
+    Input: ``(N, 784)`` or ``(N, 1, 28, 28)`` float32. ``padding=0`` (default; 8, 16, 64):
+    20,522 parameters, 82,088 bytes fp32. ``padding=2`` keeps 28×28 through the
+    convolutions: with (32, 64, 512) it is McMahan et al. 2017's CNN, 1,663,370 parameters.
     """
 
-    def __init__(self, channels1: int = 8, channels2: int = 16, hidden: int = 64) -> None:
+    def __init__(self, channels1: int = 8, channels2: int = 16, hidden: int = 64, padding: int = 0) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(1, channels1, 5)
-        self.conv2 = nn.Conv2d(channels1, channels2, 5)
-        self.fc1 = nn.Linear(channels2 * 4 * 4, hidden)
+        side = (28 + 2 * padding - 4) // 2
+        side = (side + 2 * padding - 4) // 2
+        self.conv1 = nn.Conv2d(1, channels1, 5, padding=padding)
+        self.conv2 = nn.Conv2d(channels1, channels2, 5, padding=padding)
+        self.fc1 = nn.Linear(channels2 * side * side, hidden)
         self.fc2 = nn.Linear(hidden, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.view(-1, 1, 28, 28)
-        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = F.relu(self.fc1(x.flatten(1)))
-        return self.fc2(x)
-
-
-class FedAvgCNN(nn.Module):
-    """McMahan et al. 2017's MNIST CNN: 1,663,370 parameters (``same`` padding keeps 28×28)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 5, padding=2)
-        self.conv2 = nn.Conv2d(32, 64, 5, padding=2)
-        self.fc1 = nn.Linear(64 * 7 * 7, 512)
-        self.fc2 = nn.Linear(512, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.view(-1, 1, 28, 28)
@@ -117,12 +102,7 @@ def _mnist_splits(test_size: int, public_size: int, split_seed: int) -> dict[str
     x, y = mnist_data()
     x = ((np.asarray(x, dtype=np.float32) / 255.0 - MNIST_MEAN) / MNIST_STD).astype(np.float32)
     y = np.asarray(y, dtype=np.int64)
-    parts = stratified_split(y, {"test": test_size, "public": public_size}, split_seed)
-    features = Features({"image": List(Value("float32"), length=784), "label": Value("int64")})
-    return {
-        name: Dataset.from_dict({"image": x[idx], "label": y[idx]}, features=features)
-        for name, idx in parts.items()
-    }
+    return image_splits(x, y, test_size, public_size, split_seed)
 
 
 class MnistTask(ImageClassificationTask):
@@ -150,7 +130,7 @@ class MnistTask(ImageClassificationTask):
 
     def build_model(self) -> nn.Module:
         if self.model == "fedavg_cnn":
-            return FedAvgCNN()
+            return MnistCNN(32, 64, 512, padding=2)  # McMahan et al. 2017
         if self.model == "2nn":
             return TwoNN()
         return MnistCNN(self.channels1, self.channels2, self.hidden)

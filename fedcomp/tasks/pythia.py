@@ -70,6 +70,7 @@ from torch import nn
 
 from fedcomp.tasks.base import Task
 from fedcomp.tasks.checkpoint import is_hf_model_dir, load_checkpoint
+from fedcomp.tasks.loops import train_loop
 
 PYTHIA_14M_CONFIG: dict[str, Any] = dict(
     hidden_size=128,
@@ -319,40 +320,13 @@ class PythiaTask(Task):
 
         ``steps`` caps optimizer steps; ``None`` means the task's ``steps`` default.
         """
-        if epochs < 0:
-            raise ValueError(f"client.local_epochs={epochs} must be >= 0")
         cap = self.steps if steps is None else steps
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed)
         ids = self._ids(data)
-        n = len(ids)
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = (
-            torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay) if params else None
+        return train_loop(
+            model, len(ids), lambda idx: model(input_ids=ids[idx], labels=ids[idx]).loss,
+            lambda params: torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay),
+            epochs=epochs, steps=cap, seed=seed, batch_size=self.batch_size,
         )
-        model.train()
-        total, seen, done = 0.0, 0, 0
-        for _ in range(epochs):
-            if n == 0 or (cap is not None and done >= cap):
-                break
-            perm = torch.randperm(n, generator=gen)
-            for start in range(0, n, self.batch_size):
-                if cap is not None and done >= cap:
-                    break
-                batch = ids[perm[start : start + self.batch_size]]
-                loss = model(input_ids=batch, labels=batch).loss
-                if opt is not None:
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                total += float(loss.detach()) * len(batch)
-                seen += len(batch)
-                done += 1
-        return {
-            "num_examples": float(n),
-            "train_loss": total / seen if seen else float("nan"),
-            "num_steps": float(done),
-        }
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data: Dataset) -> dict[str, float]:

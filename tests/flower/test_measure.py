@@ -5,28 +5,20 @@ from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.app.message import remove_content_from_message
 from flwr.common.serde import message_to_proto
 from flwr.proto.fleet_pb2 import PullMessagesResponse
-from flwr.supercore.inflatable.inflatable_object import (
-    get_all_nested_objects,
-    get_object_tree,
-)
+from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects, get_object_tree
 from flwr.supercore.inflatable.inflatable_utils import inflate_object_from_contents
 
 from fedcomp.compressors.base import Encoded
 from fedcomp.compressors.packing import ModelSpec
 from fedcomp.flower import protocol
-from fedcomp.flower.measure import (
-    envelope_bytes,
-    floor_bytes,
-    measure,
-    message_object_bytes,
-    object_bytes,
-    wire_bytes,
-)
+from fedcomp.flower.measure import envelope_bytes, floor_bytes, measure, message_object_bytes, object_bytes, wire_bytes
 
 
 def _message(arrays, dst=123456789, layout="arrays"):
     content = protocol.to_content([Encoded(arrays, {"k": 1})], {}, layout, ModelSpec.of(arrays))
-    return Message(content, dst, "train", group_id="3")
+    message = Message(content, dst, "train", group_id="3")
+    message.metadata.__dict__["_src_task_id"] = 2**63 + 7  # a task id as a deployment draws it
+    return message
 
 
 def _flower_serialized_size(message):

@@ -5,7 +5,7 @@ import logging
 import re
 
 import numpy as np
-from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Context, Message, RecordDict
 from flwr.clientapp.mod import arrays_size_mod, message_size_mod
 
 from fedcomp.compressors.base import Encoded

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fedcomp.tasks.mnist import MnistTask, stratified_split
+from fedcomp.tasks.classification import stratified_split
+from fedcomp.tasks.mnist import MnistTask
 
 NAMES = ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias",
          "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]

@@ -43,12 +43,7 @@ from typing import Any
 
 from fedcomp.core.errors import ConfigError
 from fedcomp.engines.deployment.errors import DeploymentError
-from fedcomp.engines.deployment.federation import (
-    DEPLOYMENT_FILE,
-    LocalFederation,
-    reason_of,
-    write_record,
-)
+from fedcomp.engines.deployment.federation import DEPLOYMENT_FILE, LocalFederation, reason_of, write_record
 from fedcomp.engines.deployment.processes import stop_on_signals
 from fedcomp.engines.deployment.reconcile import format_report
 
