@@ -1,32 +1,27 @@
 """``python -m fedcomp.deploy [overrides]``: ``fedcomp.run`` on Flower's Deployment Engine.
 
 The same as ``python -m fedcomp.run engine=deployment ...`` (see
-:mod:`fedcomp.engines.deployment.engine`); an explicit ``engine=`` override wins. Secure
-by default: TLS with a CA made for the run and registered SuperNodes only
-(``engine.tls=false`` for plain HTTP, with a warning).
+:mod:`fedcomp.engines.deployment.engine`), with the same checks before Hydra starts and
+the same Ctrl-C handling; an explicit ``engine=`` override wins. Secure by default: TLS
+with a CA made for the run and registered SuperNodes only (``engine.tls=false`` for plain
+HTTP, with a warning).
 """
 
 from __future__ import annotations
 
 import sys
 
-import hydra
-from omegaconf import DictConfig
-
-from fedcomp.config import CONF_DIR, to_container
-from fedcomp.engines.launch import execute_cli
-
-
-@hydra.main(config_path=str(CONF_DIR), config_name="config", version_base=None)
-def _main(cfg: DictConfig) -> None:
-    execute_cli(to_container(cfg))
+from fedcomp import run
+from fedcomp.engines.interrupt import stop_on_signals
 
 
 def main() -> None:
-    """Add ``engine=deployment`` unless the command line chooses an engine."""
+    """Add ``engine=deployment`` unless the command line chooses an engine, then run."""
     if not any(arg.split("=")[0].lstrip("+~") == "engine" for arg in sys.argv[1:]):
         sys.argv.insert(1, "engine=deployment")
-    _main()
+    with stop_on_signals():
+        run.NUM_RUNS[0] = run.check(sys.argv[1:])
+        run.main()
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ MNIST = ("task=mnist", "partition=dirichlet", "federation.num_clients=4", "feder
          "federation.num_rounds=2")
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.parametrize("name", ALL)
 def test_every_compressor_runs_on_mnist(tmp_path, name):
     """Accuracy per round in metrics.parquet and the uplink saving, on the default task."""

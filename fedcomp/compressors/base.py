@@ -23,6 +23,7 @@ arrays it does not handle (e.g. quantization leaves integer index arrays untouch
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +101,32 @@ def spec_from_meta(name: str, entry: Any, who: str) -> tuple[tuple[int, ...], np
     if dtype.kind not in "biuf" or dtype.itemsize == 0:  # no object, structured, text
         raise DecodeError(f"{who} {name!r}: unsupported dtype {dtype.str!r}")
     return tuple(shape), dtype
+
+
+def encode_floating(
+    tensors: Tensors, encode_one: Callable[[str, np.ndarray], tuple[Tensors, dict[str, Any]]]
+) -> tuple[Tensors, dict[str, Any]]:
+    """Encode every floating tensor with ``encode_one``; pass the others through unchanged.
+
+    ``encode_one(name, array)`` returns the tensor's parts (sent as ``name/<part>``, in
+    order) and extra meta entries; the meta of ``name`` is its :func:`array_spec` plus those.
+
+    Returns
+    -------
+    arrays, specs
+        The arrays to carry and the per-tensor meta (``meta["tensors"]``).
+    """
+    arrays: Tensors = {}
+    specs: dict[str, Any] = {}
+    for name, array in tensors.items():
+        if not np.issubdtype(array.dtype, np.floating):
+            arrays[name] = array  # e.g. indices of an earlier stage
+            continue
+        parts, extra = encode_one(name, array)
+        specs[name] = {**array_spec(array), **extra}
+        for key, value in parts.items():
+            arrays[f"{name}/{key}"] = value
+    return arrays, specs
 
 
 @dataclass(frozen=True)

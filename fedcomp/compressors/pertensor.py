@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcomp.compressors.base import Compressor, DecodeError, Encoded, Tensors, array_spec
+from fedcomp.compressors.base import Compressor, DecodeError, Encoded, Tensors, encode_floating
 from fedcomp.compressors.payload import Budget, float_spec, tensor_specs
 
 #: Entries per decode chunk: temporaries stay small, so decoding a tensor allocates little
@@ -76,16 +76,7 @@ class PerTensor(Compressor):
         self, tensors: Tensors, encode_one: Callable[[str, np.ndarray], TensorCode]
     ) -> Encoded:
         """Encode every floating tensor with ``encode_one``; pass the others through."""
-        arrays: Tensors = {}
-        specs: dict[str, Any] = {}
-        for name, array in tensors.items():
-            if not np.issubdtype(array.dtype, np.floating):
-                arrays[name] = array
-                continue
-            parts, extra = encode_one(name, array)
-            specs[name] = {**array_spec(array), **extra}
-            for key, value in parts.items():
-                arrays[f"{name}/{key}"] = value
+        arrays, specs = encode_floating(tensors, encode_one)
         return Encoded(arrays=arrays, meta={"tensors": specs})
 
     def decode(self, encoded: Encoded) -> Tensors:

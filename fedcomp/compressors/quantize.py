@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcomp.compressors.base import Compressor, DecodeError, Encoded, Tensors, array_spec, spec_from_meta
+from fedcomp.compressors.base import Compressor, DecodeError, Encoded, Tensors, encode_floating, spec_from_meta
 from fedcomp.compressors.payload import Budget
 
 BITS = (1, 2, 4, 8)
@@ -240,17 +240,11 @@ class Quantize(Compressor):
         return packed, scale, low
 
     def encode(self, tensors: Tensors, rng: np.random.Generator) -> Encoded:
-        arrays: Tensors = {}
-        specs: dict[str, Any] = {}
-        for name, array in tensors.items():
-            if not np.issubdtype(array.dtype, np.floating):
-                arrays[name] = array
-                continue
+        def encode_one(name: str, array: np.ndarray) -> tuple[Tensors, dict[str, Any]]:
             q, scale, low = self._encode_one(name, array, rng)
-            arrays[f"{name}/q"] = q
-            arrays[f"{name}/scale"] = scale
-            arrays[f"{name}/min"] = low
-            specs[name] = array_spec(array)
+            return {"q": q, "scale": scale, "min": low}, {}
+
+        arrays, specs = encode_floating(tensors, encode_one)
         meta = {"bits": self.bits, "block_size": self.block_size, "tensors": specs}
         return Encoded(arrays=arrays, meta=meta)
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from fedcomp.compressors.base import Compressor, DecodeError, Encoded, Tensors, array_spec, spec_from_meta
+from fedcomp.compressors.base import Compressor, DecodeError, Encoded, Tensors, encode_floating, spec_from_meta
 from fedcomp.compressors.magnitude import select
 from fedcomp.compressors.payload import Budget
 
@@ -212,22 +212,15 @@ class TopK(Compressor):
                 for name, flat in flats.items()
             }
 
-        arrays: Tensors = {}
-        specs: dict[str, Any] = {}
-        for name, array in tensors.items():
-            if not np.issubdtype(array.dtype, np.floating):
-                arrays[name] = array  # e.g. indices of an earlier stage
-                continue
-            spec = array_spec(array)
+        def encode_one(name: str, array: np.ndarray) -> tuple[Tensors, dict[str, Any]]:
             if name in flats:
-                spec["enc"], sparse = self._index_arrays(name, flats[name], positions[name])
-                arrays.update(sparse)
-            else:  # below min_numel: whole tensor, dense
-                if not np.isfinite(array).all():
-                    raise ValueError(f"topk {name!r}: the update holds NaN or inf; cannot send it")
-                spec["enc"] = "dense"
-                arrays[f"{name}/values"] = array.reshape(-1).astype(np.float32)
-            specs[name] = spec
+                enc, sparse = self._index_arrays(name, flats[name], positions[name])
+                return {key[len(name) + 1 :]: value for key, value in sparse.items()}, {"enc": enc}
+            if not np.isfinite(array).all():  # below min_numel: whole tensor, dense
+                raise ValueError(f"topk {name!r}: the update holds NaN or inf; cannot send it")
+            return {"values": array.reshape(-1).astype(np.float32)}, {"enc": "dense"}
+
+        arrays, specs = encode_floating(tensors, encode_one)
         return Encoded(arrays=arrays, meta={"tensors": specs})
 
     # ------------------------------------------------------------------ decoding

@@ -26,7 +26,7 @@ from fedcomp.engines.deployment.flwr_cli import executable, first_json
 from fedcomp.engines.deployment.processes import Processes, flower_env, free_ports, tagged
 from fedcomp.flower.run_config import RESULTS_DIR
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.extended
 RESULTS_LINE = re.compile(r"fedcomp: flwr run (\d+): (\S+), federation.num_clients=(\d+); results in (\S+)")
 
 

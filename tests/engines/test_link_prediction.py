@@ -63,7 +63,7 @@ def test_compressed_downlink_topk_link_is_predicted(tmp_path: Path) -> None:
     assert simulated["bytes"]["down"]["link_bytes"] == simulated["bytes"]["down"]["wire_bytes"]
 
 
-@pytest.mark.slow
+@pytest.mark.extended
 @pytest.mark.timeout(1500)
 def test_the_lesson_link_is_predicted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Two clients echo the same Pythia-14M model: the SuperLink keeps the first reply's
