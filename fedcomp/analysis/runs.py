@@ -132,13 +132,15 @@ def config_identity(config: dict[str, Any], drop: Iterable[str] = ()) -> dict[st
 
     Seed, output directory, resume, verbosity, report and logger settings, and where the
     engine ran (its resources: every ``engine.*`` key but ``engine.name``) are left out,
-    as is every top-level key in ``drop``.
+    as is every top-level key in ``drop``. An empty list counts as absent: runs written
+    before fedcomp added a list key with an empty default (``faults.examples``) stay one
+    configuration with the runs written after.
     """
     drop = (*NOISE_KEYS, *drop)
     out = {}
     for key, value in flatten(config).items():
         top = key.split(".")[0]
-        if top in drop or (top == "engine" and key != "engine.name"):
+        if top in drop or (top == "engine" and key != "engine.name") or value == "[]":
             continue
         out[key] = value
     return out

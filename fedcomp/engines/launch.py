@@ -170,8 +170,8 @@ def execute(
     plan = prepare(cfg)
     with lock_run_dir(output_dir):
         (output_dir / SUMMARY_FILE).unlink(missing_ok=True)  # incomplete until this run writes its own
-        echo(f"{prefix}{plan.describe()} -> {output_dir}")
         with interrupt.running(output_dir), run_logging(output_dir, bool(cfg.get("verbose"))) as log_file:
+            echo(f"{prefix}{plan.describe()} -> {output_dir}")  # inside: an interrupt now names this run
             try:
                 with run_progress(f"{prefix}{plan.task} {plan.compressor}", plan.num_rounds):
                     run_engine(cfg)

@@ -184,6 +184,9 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
         ``request_bytes`` :func:`object_request_bytes` for every object transferred.
     """
     payload = payload_bytes_of(message.content) if message.has_content() else 0
+    # The id of the tree the SuperLink stores, computed afresh: an id cached before the
+    # bookkeeping record was added would name another (and a shared) object.
+    real_root = message.content.object_id if message.has_content() else None
     with no_object_id_recompute():
         content = strip_bookkeeping(message.content) if message.has_content() else None
         sizes = {}
@@ -193,7 +196,7 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
         wire = sum(sizes.values()) + own + envelope_bytes(message, content)
         # What the SuperLink stores is the real tree: with the bookkeeping record the
         # root RecordDict is another object (and unique to the reply), the rest the same.
-        real = {content.object_id: message.content.object_id} if content is not None else {}
+        real = {content.object_id: real_root} if content is not None else {}
     skipped = {oid for oid in sizes if held is not None and real.get(oid, oid) in held}
     link = wire - sum(sizes[oid] for oid in skipped)
     if held is not None:

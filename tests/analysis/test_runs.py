@@ -116,6 +116,13 @@ def test_config_identity_drops_what_does_not_change_the_run():
     assert "compressor.density" not in R.config_identity(a, drop=R.COMPRESSOR_KEYS)
 
 
+def test_an_empty_list_key_is_the_same_configuration_as_no_key():
+    old = {"faults": {"crash": [1]}, "federation": {"num_rounds": 3}}
+    new = {"faults": {"crash": [1], "examples": []}, "federation": {"num_rounds": 3}}
+    assert R.config_identity(old) == R.config_identity(new)
+    assert R.config_identity(new) != R.config_identity({**new, "faults": {"crash": [1], "examples": [2]}})
+
+
 def test_measures_in_follows_the_ledger_contract(monkeypatch):
     assert R.measures_in(["payload_bytes", "dense_bytes", "x"]) == ["dense_bytes", "payload_bytes"]
     monkeypatch.setattr("fedcomp.core.ledger.MEASURES", ["dense_bytes", "payload_bytes", "wire_bytes", "link_bytes"])

@@ -286,7 +286,7 @@ def test_mutated_packed_bytes_raise_decode_error_only(case, data):
     check_packed(case, data)
 
 
-@pytest.mark.extended
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 @fuzz(THOROUGH)
 @given(data=st.data())
@@ -294,7 +294,7 @@ def test_mutated_payloads_thoroughly(case, data):
     check_mutated(case, data)
 
 
-@pytest.mark.extended
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 @fuzz(THOROUGH)
 @given(data=st.data())

@@ -107,7 +107,7 @@ def _check_run(run_dir: Path, record: dict, compressor: str) -> None:
         assert sum(r["model_traffic"] for r in rows if r["direction"] == direction) == agree[direction]["model_traffic"]
 
 
-@pytest.mark.extended
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_deploy_topk_two_supernodes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The recipe end to end (``python -m fedcomp.run engine=deployment``: execute -> deploy), TLS + auth."""
@@ -146,7 +146,7 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFedera
     assert not fed.home.exists(), "the Flower home (with the keys) was not removed"
 
 
-@pytest.mark.extended
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_keys_are_private_while_running(federation: LocalFederation) -> None:
     creds = federation.credentials
@@ -158,7 +158,7 @@ def test_keys_are_private_while_running(federation: LocalFederation) -> None:
     assert online == set(federation.registered)
 
 
-@pytest.mark.extended
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_plaintext_client_cannot_talk_to_the_tls_superlink(federation: LocalFederation, tmp_path: Path) -> None:
     host, port = federation.superlink["address"].rsplit(":", 1)
@@ -184,7 +184,7 @@ def test_plaintext_client_cannot_talk_to_the_tls_superlink(federation: LocalFede
         plaintext_cli.call("ls", CONNECTION, timeout=60)
 
 
-@pytest.mark.extended
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_unregistered_supernode_is_refused(federation: LocalFederation, tmp_path: Path) -> None:
     """A SuperNode with a valid TLS setup but a key nobody registered never joins."""
@@ -209,7 +209,7 @@ def test_unregistered_supernode_is_refused(federation: LocalFederation, tmp_path
     assert all(n["status"] == "online" for n in nodes)
 
 
-@pytest.mark.extended
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_deploy_identity(federation: LocalFederation, tmp_path: Path) -> None:
     """A run on the shared federation: every message went to a registered node, none to the stranger."""
@@ -226,7 +226,7 @@ def test_deploy_identity(federation: LocalFederation, tmp_path: Path) -> None:
     assert {str(n) for n in ledger["node_id"]} == set(federation.registered)
 
 
-@pytest.mark.extended
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_supernode_dying_mid_run_stops_everything(federation: LocalFederation, tmp_path: Path) -> None:
     """A SuperNode killed while the run is running: recorded failure, run stopped, no summary."""

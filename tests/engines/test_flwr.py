@@ -48,7 +48,7 @@ def test_bad_engine_settings_name_the_key(tmp_path: Path) -> None:
         check_config(run_config(tmp_path, "engine=flwr", "engine.poll_interval=-1"))
 
 
-@pytest.mark.extended
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_flwr_engine_writes_what_the_ray_engine_writes(tmp_path: Path) -> None:
     """``engine=flwr task=digits federation.num_rounds=2`` against Ray, same seed; no SuperLink left."""

@@ -154,6 +154,7 @@ def test_replies_with_their_own_bookkeeping_share_only_the_payload_record():
     replies = []
     for node in (1, 2):
         content = protocol.to_content([Encoded(model, {})], {"n": 0}, "packed", spec)
+        _ = content.object_id  # an id computed (and cached) before the bookkeeping is added
         content[protocol.LEDGER] = ConfigRecord({"rows": f"[{node}]"})  # each client's own rows
         replies.append(_reply(content, node))
     held: set[str] = set()
