@@ -178,6 +178,7 @@ def settings(run: RunFiles) -> dict[str, Any]:
         "error_feedback": declared.get("error_feedback"),
         "downlink": declared.get("downlink"),
         "model": task.get("model"),
+        "checkpoint": Path(task["checkpoint"]).name if task.get("checkpoint") else None,
         "partition": _name(partition),
         "partition_alpha": partition.get("alpha") if isinstance(partition, dict) else None,
         "num_clients": fed.get("num_clients"),

@@ -215,7 +215,7 @@ def add_labels(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-SETTING_COLUMNS = ("error_feedback", "downlink", "model", "partition", "partition_alpha", "num_clients",
+SETTING_COLUMNS = ("error_feedback", "downlink", "model", "checkpoint", "partition", "partition_alpha", "num_clients",
                    "fraction_fit", "fraction_evaluate", "num_rounds", "local_epochs", "local_steps",
                    "layout", "engine")
 
