@@ -22,16 +22,18 @@ def _run(*args: str, cwd=None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_a_run_with_failing_clients_prints_one_line_per_failure(tmp_path):
+@pytest.mark.parametrize("engine", ["simulation", "inprocess"])
+def test_a_run_with_failing_clients_prints_one_line_per_failure(tmp_path, engine):
     result = _run(*SMALL, "federation.num_clients=4", "federation.num_rounds=3", "faults.crash=[1]",
-                  "faults.corrupt=[2]", "engine=simulation", f"hydra.run.dir={tmp_path}")
+                  "faults.corrupt=[2]", f"engine={engine}", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     lines = (result.stdout + result.stderr).splitlines()
     assert len(lines) < 40, "\n".join(lines)
     for rnd in (1, 2, 3):
         assert f"round {rnd}: client 1 failed: InjectedFault: client 1 crashed in round {rnd} (faults.crash)" in lines
         assert any(line.startswith(f"round {rnd}: client 2 failed: payload does not decode") for line in lines)
-    assert not any("Traceback" in line or "\x1b" in line for line in lines)
+    assert not any("Traceback" in line or "\x1b" in line or "ClientAppException" in line for line in lines)
+    assert sum("client 1" in line for line in lines) == 3  # one line per failure, no echo of the engine's
     run = load_run(tmp_path)
     reasons = [f["reason"] for f in run.summary["failures"]] + list(run.ledger.loc[run.ledger.status == "failed", "error"])
     assert len(run.summary["failures"]) == 6

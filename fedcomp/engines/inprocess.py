@@ -170,7 +170,8 @@ class InProcessGrid(InMemoryGrid):
             store.update_context(run_id, context=context)
         except Exception as ex:  # noqa: BLE001 - any failure becomes an error reply, as in Flower
             # as flwr.server.superlink.fleet.vce.vce_api.worker: an error reply, never a crash
-            log.error("%s\n%s", ex, traceback.format_exc())
+            # run.log only: the strategy prints the one-line failure ("round r: client c failed")
+            log.error("%s\n%s", ex, traceback.format_exc(), extra={"console": False})
             if isinstance(ex, ClientAppException):
                 code = ErrorCode.CLIENT_APP_RAISED_EXCEPTION
             elif isinstance(ex, LoadClientAppError):
