@@ -72,7 +72,7 @@ class Estimate:
         )
 
     @classmethod
-    def for_run(cls, federation: Mapping[str, Any], bytes_down: int, bytes_up: int | None = None) -> "Estimate":
+    def for_run(cls, federation: Mapping[str, Any], bytes_down: int, bytes_up: int | None = None) -> Estimate:
         """The formula for a run's ``federation`` config and its dense model size."""
         return cls(
             bytes_down=int(bytes_down),

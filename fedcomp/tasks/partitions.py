@@ -20,7 +20,8 @@ from __future__ import annotations
 import inspect
 import json
 from collections import Counter
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from datasets import Dataset
 

@@ -60,8 +60,9 @@ import os
 import sys
 import sysconfig
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -200,17 +200,3 @@ def test_unknown_bit_width_tag():
     enc.meta["bits"] = 3
     with pytest.raises(DecodeError, match="bit width"):
         q.decode(enc)
-
-
-@pytest.mark.parametrize("width", [1, 7, 64, 100])
-def test_block_minima_and_ranges_match_numpy(width):
-    from fedcomp.compressors.quantize import _block_range
-
-    rows = normal(300 * width, seed=width).reshape(300, width)
-    low = np.empty(300, dtype=np.float32)
-    span = _block_range(rows, np.empty(rows.size, dtype=np.float32), low)
-    np.testing.assert_array_equal(low, rows.min(axis=1))
-    np.testing.assert_array_equal(span, rows.max(axis=1) - rows.min(axis=1))
-    rows[3, width // 2] = np.nan
-    _block_range(rows, np.empty(rows.size, dtype=np.float32), low)
-    assert np.isnan(low[3])  # NaN is not skipped: encode refuses it
