@@ -51,7 +51,12 @@ from flwr.proto.message_pb2 import (  # pylint: disable=no-name-in-module
 )
 from flwr.proto.node_pb2 import Node  # pylint: disable=no-name-in-module
 from flwr.supercore.constant import HEAD_BODY_DIVIDER, HEAD_VALUE_DIVIDER
-from flwr.supercore.inflatable.inflatable_object import get_all_nested_objects, get_object_tree, no_object_id_recompute
+from flwr.supercore.inflatable.inflatable_object import (
+    get_all_nested_objects,
+    get_object_id,
+    get_object_tree,
+    no_object_id_recompute,
+)
 
 from fedcomp.core.ledger import LedgerRow, Sizes
 from fedcomp.flower.protocol import LEDGER, empty_content, payload_bytes_of
@@ -184,9 +189,6 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
         ``request_bytes`` :func:`object_request_bytes` for every object transferred.
     """
     payload = payload_bytes_of(message.content) if message.has_content() else 0
-    # The id of the tree the SuperLink stores, computed afresh: an id cached before the
-    # bookkeeping record was added would name another (and a shared) object.
-    real_root = message.content.object_id if message.has_content() else None
     with no_object_id_recompute():
         content = strip_bookkeeping(message.content) if message.has_content() else None
         sizes = {}
@@ -196,7 +198,9 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
         wire = sum(sizes.values()) + own + envelope_bytes(message, content)
         # What the SuperLink stores is the real tree: with the bookkeeping record the
         # root RecordDict is another object (and unique to the reply), the rest the same.
-        real = {content.object_id: real_root} if content is not None else {}
+        # Its id is hashed from its own bytes (the children's ids are cached by now): an
+        # id cached before the bookkeeping was added equals the stripped tree's.
+        real = {content.object_id: get_object_id(message.content.deflate())} if content is not None else {}
     skipped = {oid for oid in sizes if held is not None and real.get(oid, oid) in held}
     link = wire - sum(sizes[oid] for oid in skipped)
     if held is not None:
