@@ -23,13 +23,13 @@ from hydra._internal.utils import get_args_parser
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from fedcomp.core.errors import ConfigError
 from fedcomp.core.formula import cohort_size
 from fedcomp.core.formula import validate as validate_formula
+from fedcomp.core.instantiate import instantiate_checked
 from fedcomp.core.paths import CONF_DIR
 
 
@@ -68,7 +68,7 @@ def load_task(name: str) -> Any:
     if name not in options:
         raise ConfigError(f"task: unknown task {name!r}; allowed: {', '.join(options)}")
     cfg = compose_config([f"task={name}"])
-    return instantiate(cfg.task, _convert_="all")
+    return instantiate_checked(cfg.task, "task", _convert_="all")
 
 
 def _need(ok: bool, key: str, allowed: str, value: Any) -> None:

@@ -14,16 +14,18 @@ Options (``conf/pretrain.yaml``, which extends ``conf/config.yaml``): ``pretrain
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from fedcomp.core.errors import ConfigError
 from fedcomp.core.files import write_json
+from fedcomp.core.instantiate import instantiate_checked
 from fedcomp.tasks.checkpoint import save_checkpoint
 
 
@@ -33,12 +35,15 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
     epochs = int(pcfg.get("epochs", 10))
     steps = pcfg.get("steps")
     if epochs < 1:
-        raise ValueError(f"pretrain.epochs={epochs} must be >= 1")
+        raise ConfigError(f"pretrain.epochs: must be an integer >= 1, got {epochs}")
     if steps is not None and int(steps) < 1:
-        raise ValueError(f"pretrain.steps={steps} must be >= 1 or null")
+        raise ConfigError(f"pretrain.steps: must be an integer >= 1 or null, got {steps}")
     seed = int(cfg.get("seed", 0))
 
-    task = instantiate(cfg.task)
+    try:
+        task = instantiate_checked(cfg.task, "task")
+    except ValueError as err:  # the task's own check of its settings
+        raise ConfigError(str(err)) from None
     torch.manual_seed(seed)
     model = task.initial_model()
     public = task.public_dataset()
@@ -73,7 +78,11 @@ def pretrain(cfg: DictConfig) -> dict[str, Any]:
 
 @hydra.main(config_path="../conf", config_name="pretrain", version_base=None)
 def main(cfg: DictConfig) -> None:
-    pretrain(cfg)
+    try:
+        pretrain(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

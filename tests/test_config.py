@@ -37,6 +37,7 @@ def test_bad_federation_values_name_the_key(tmp_path, override, key):
         (["compressor=quant8", "compressor.bits=3"], "compressor.bits"),
         (["compressor=freeze_convs", "compressor.patterns=[nothing*]"], "compressor.patterns"),
         (["partition=dirichlet", "partition.alpha=0"], "partition.alpha"),
+        (["task=mnist", "task.model=foo"], "task.model"),
         (["federation.num_clients=5000", "federation.fraction_fit=0.001"], "federation.num_clients"),
     ],
 )
@@ -66,6 +67,8 @@ def test_cli_component_errors_exit_2_with_the_key(tmp_path):
         (["+federaton.num_rounds=3"], "federaton.num_rounds: unknown key; did you mean federation.num_rounds?"),
         (["compressor=zip9"], "compressor: unknown option 'zip9'"),
         (["federation.fraction_fit=1.5"], "federation.fraction_fit: must be a number in (0, 1], got 1.5"),
+        (["task.model=foo"], "task.model: must be one of cnn, fedavg_cnn, 2nn, got 'foo'"),
+        (["wire.layout=foo"], "wire.layout: must be one of packed, arrays, got 'foo'"),
     ],
 )
 def test_cli_rejects_with_one_line_exit_2_and_no_directory(tmp_path, args, expected):

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -89,3 +90,20 @@ def test_pretrain_then_federate_with_frozen_layers(tmp_path):
     start = metrics[(metrics["round"] == 0) & (metrics.metric == "accuracy")]["value"].item()
     model = load_checkpoint(DigitsTask().build_model(), ckpt)
     assert abs(start - DigitsTask().evaluate(model, DigitsTask().test_dataset())["accuracy"]) < 1e-9
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("task.model=foo", "error: task.model: must be one of cnn, fedavg_cnn, 2nn, got 'foo'"),
+        ("pretrain.epochs=0", "error: pretrain.epochs: must be an integer >= 1, got 0"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_2(tmp_path, override, expected):
+    result = subprocess.run(
+        [sys.executable, "-m", "fedcomp.pretrain", "task=mnist", override, f"pretrain.output={tmp_path / 'm.pt'}"],
+        check=False, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == expected
+    assert not (tmp_path / "m.pt").exists()

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from fedcomp.compressors.base import Compressor
 from fedcomp.compressors.channel import Channel
+from fedcomp.core.instantiate import instantiate_checked
 
 #: Keys of a compressor config that configure the channel, not the compressor class.
 CHANNEL_KEYS = ("error_feedback", "downlink")
@@ -33,13 +32,7 @@ def build_compressor(cfg: dict[str, Any]) -> Compressor:
     """
     if "_target_" not in cfg:
         raise ValueError("compressor: expected a config with a _target_ Compressor class")
-    try:
-        compressor = instantiate(cfg, _convert_="all")
-    except InstantiationException as err:
-        cause = err.__cause__  # Hydra wraps constructor errors; surface the compressor's own
-        if isinstance(cause, (ValueError, TypeError)):
-            raise ValueError(str(cause)) from None
-        raise ValueError(f"compressor._target_: {err}") from None
+    compressor = instantiate_checked(cfg, "compressor", _convert_="all")
     if not isinstance(compressor, Compressor):
         raise ValueError(
             f"compressor._target_: {cfg['_target_']} did not build a Compressor "

@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 from flwr.app import Context
-from hydra.utils import instantiate
 
 from fedcomp.compressors.base import Tensors
 from fedcomp.compressors.build import build_channel
 from fedcomp.compressors.channel import Channel
 from fedcomp.compressors.packing import ModelSpec
+from fedcomp.core.instantiate import instantiate_checked
 from fedcomp.core.seeds import derive_seed
 from fedcomp.flower.protocol import LAYOUTS
 from fedcomp.flower.run_config import client_config
@@ -117,7 +117,7 @@ def adapter_names(model: torch.nn.Module, channel: Channel) -> frozenset[str]:
 
 def build_setup(cfg: dict[str, Any]) -> Setup:
     """Instantiate the task and the channel; build the round-0 model (adapters included)."""
-    task: Task = instantiate(cfg["task"], _convert_="all")
+    task: Task = instantiate_checked(cfg["task"], "task", _convert_="all")
     channel = build_channel(cfg["compressor"])
     torch.manual_seed(derive_seed(int(cfg["seed"]), 0, 0, 0))
     model = adapt(task.initial_model(), channel, int(cfg["seed"]))
