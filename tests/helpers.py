@@ -96,7 +96,8 @@ def write_synthetic_run(
     (payload 0, wire ``wire_overhead``) up. Rows are written for the server and again for
     the client side. ``failed`` lists ``(round, partition_id)`` uplinks marked failed.
     Every other measure of :data:`fedcomp.core.ledger.MEASURES` (``link_bytes``, ...) is the
-    wire size unless ``extra_measures`` sets it (e.g. ``{"link_bytes": 50}``: 50 B per row).
+    wire size and ``id_bytes`` is 0 unless ``extra_measures`` sets them (e.g.
+    ``{"link_bytes": 50}``: 50 B per row).
 
     The compressor section of ``config.yaml`` is ``compressor_section`` when given (e.g. a
     compressor in a module of the test's own), else ``conf/compressor/<compressor>.yaml``
@@ -116,6 +117,7 @@ def write_synthetic_run(
         kind = "model" if direction == "down" else "update" if dense else "metrics"
         wire = payload + wire_overhead
         others = {m: (extra_measures or {}).get(m, wire) for m in ledger_lib.MEASURES[3:]}
+        others["id_bytes"] = (extra_measures or {}).get("id_bytes", 0)
         for side in ("server", "client"):
             rows.append({
                 "run_id": run_id, "round": rnd, "phase": phase, "partition_id": pid, "node_id": 1000 + pid,

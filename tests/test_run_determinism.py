@@ -22,10 +22,13 @@ def _run(tmp_path_factory, seed):
 
 
 def _comparable(ledger):
-    # node ids are drawn at random by Flower's engine; wire, link and request sizes carry
-    # them as varints
-    varying = ("run_id", "node_id", "wire_bytes", "link_bytes", "request_bytes")
-    keep = [c for c in ledger.columns if c not in varying]
+    # run and node ids are drawn at random by Flower's engine and carried as varints: wire
+    # and link are the same to the byte without the bytes they take (id_bytes); request
+    # sizes carry them once per object
+    ledger = ledger.assign(
+        wire_bytes=ledger["wire_bytes"] - ledger["id_bytes"], link_bytes=ledger["link_bytes"] - ledger["id_bytes"]
+    )
+    keep = [c for c in ledger.columns if c not in ("run_id", "node_id", "id_bytes", "request_bytes")]
     return ledger[keep].sort_values(["recorded_by", "round", "phase", "partition_id", "direction"]).reset_index(drop=True)
 
 
@@ -37,8 +40,10 @@ def test_same_seed_same_results_different_seed_different_sampling(tmp_path_facto
     pd.testing.assert_frame_equal(metrics_a.drop(columns="run_id"), metrics_b.drop(columns="run_id"))
     pd.testing.assert_frame_equal(_comparable(ledger_a), _comparable(ledger_b))
     assert summary_a["partitions"] == summary_b["partitions"]
-    wire_a, wire_b = ledger_a["wire_bytes"].sum(), ledger_b["wire_bytes"].sum()
-    assert abs(wire_a - wire_b) <= 10 * len(ledger_a)  # a few metadata bytes per message at most
+    # the ids themselves (tests/flower/test_measure.py counts them exactly): run, node and
+    # task ids, 1 B tag + 9 or 10 B each, in the Message object and again in the envelope
+    for ledger in (ledger_a, ledger_b):
+        assert ledger["id_bytes"].between(60, 90).all(), ledger["id_bytes"].describe()
 
     def cohorts(ledger):
         rows = ledger[(ledger.recorded_by == "server") & (ledger.direction == "down")]

@@ -20,9 +20,11 @@ payload_bytes
     bitmaps, scales and the packed header — 2 B for an uncompressed model); with
     ``wire.layout=arrays`` ``sum(nbytes)`` of the arrays (their JSON meta travels in a
     config record and counts only in wire_bytes).
-wire_bytes
-    The message as Flower serializes it (see :mod:`fedcomp.flower.measure`, which
-    measures messages; this module only holds and sums the rows).
+wire_bytes, link_bytes, request_bytes, id_bytes
+    The message as Flower serializes it; what it costs through a SuperLink that keeps
+    objects; the object requests around it; the part of wire and link its random
+    numeric ids take (see :mod:`fedcomp.flower.measure`, which measures messages; this
+    module only holds and sums the rows).
 
 A metrics-only reply (federated evaluation) has dense and payload 0 and a small wire size.
 Byte totals are computed here once (:func:`totals`) and read everywhere else.
@@ -48,10 +50,17 @@ COLUMNS = [
     "wire_bytes",
     "link_bytes",
     "request_bytes",
+    "id_bytes",
     "status",
     "error",
 ]
 MEASURES = ["dense_bytes", "payload_bytes", "wire_bytes", "link_bytes", "request_bytes"]
+
+
+def summed() -> list[str]:
+    """Every byte column summed per direction: :data:`MEASURES` and ``id_bytes`` (a part of
+    wire and link, not traffic of its own: it has no ratio and no table column)."""
+    return [*MEASURES, "id_bytes"]
 
 
 @dataclass
@@ -63,6 +72,7 @@ class Sizes:
     wire_bytes: int
     link_bytes: int
     request_bytes: int
+    id_bytes: int
 
 
 @dataclass
@@ -81,6 +91,7 @@ class LedgerRow:
     wire_bytes: int
     link_bytes: int
     request_bytes: int
+    id_bytes: int
     kind: str = ""
     status: str = "ok"
     error: str = ""
@@ -90,14 +101,14 @@ def to_frame(rows: list[LedgerRow] | list[dict]) -> pd.DataFrame:
     """Rows as a tidy DataFrame with the contract's columns and integer byte columns."""
     records = [asdict(r) if isinstance(r, LedgerRow) else r for r in rows]
     frame = pd.DataFrame.from_records(records, columns=COLUMNS)
-    int_columns = ["round", "partition_id", "node_id", *MEASURES]
+    int_columns = ["round", "partition_id", "node_id", *summed()]
     frame[int_columns] = frame[int_columns].astype("int64") if len(frame) else frame[int_columns]
     frame["node_id"] = frame["node_id"].astype("uint64") if len(frame) else frame["node_id"]
     return frame
 
 
 def totals(frame: pd.DataFrame, recorded_by: str = "server") -> dict[str, dict[str, int]]:
-    """Byte totals per direction (``down``, ``up``, ``total``) for each measure.
+    """Byte totals per direction (``down``, ``up``, ``total``) for each summed column.
 
     Failed rows count: their bytes were spent.
     """
@@ -105,6 +116,6 @@ def totals(frame: pd.DataFrame, recorded_by: str = "server") -> dict[str, dict[s
     out: dict[str, dict[str, int]] = {}
     for direction in ("down", "up"):
         part = side[side["direction"] == direction]
-        out[direction] = {m: int(part[m].sum()) for m in MEASURES}
-    out["total"] = {m: out["down"][m] + out["up"][m] for m in MEASURES}
+        out[direction] = {m: int(part[m].sum()) for m in summed()}
+    out["total"] = {m: out["down"][m] + out["up"][m] for m in summed()}
     return out

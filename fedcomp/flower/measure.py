@@ -1,8 +1,9 @@
-"""Measure a Flower message: dense, payload, wire, link and request bytes.
+"""Measure a Flower message: dense, payload, wire, link, request and id bytes.
 
 ``wire_bytes`` is the size of a message as Flower 1.42 transfers it between nodes;
 ``link_bytes`` what it costs through a SuperLink that keeps objects; ``request_bytes``
-the per-object request overhead nobody else counts (see :func:`measure`).
+the per-object request overhead nobody else counts; ``id_bytes`` the part of wire and
+link that the message's random numeric ids take (see :func:`measure`).
 
 Simulation never serializes, so fedcomp computes it with Flower's own serializer and
 protocol messages. Flower 1.42 sends a message as a tree of *inflatable objects*, each
@@ -67,8 +68,13 @@ OBJECT_ID = "0" * 64
 TASK_ID = 2**63 + 2**40 + 12345
 
 
-def _proto_metadata(message: Message, message_id: str):
-    """Metadata proto with ids at their deployment length.
+#: The metadata fields that hold numeric ids: random 64-bit integers in every engine
+#: (the SuperLink's own node id, 1, aside), so their varint length varies from run to run.
+NUMERIC_IDS = ("run_id", "src_node_id", "dst_node_id", "src_task_id", "dst_task_id")
+
+
+def _proto_metadata(message: Message, message_id: str, ids: bool = True):
+    """Metadata proto with ids at their deployment length (``ids=False``: numeric ids left out).
 
     Message ids become 64-hex object ids. Task ids are random 64-bit integers in a
     deployment and under ``flwr run`` but absent or 1 under ``run_simulation``; Flower
@@ -85,13 +91,19 @@ def _proto_metadata(message: Message, message_id: str):
         proto.src_task_id = TASK_ID  # a ServerApp's message carries the ServerApp's task id
     if proto.reply_to_message_id and proto.dst_task_id < 2**32:
         proto.dst_task_id = TASK_ID  # a reply carries it as its destination
+    if not ids:
+        for name in NUMERIC_IDS:
+            proto.ClearField(name)
     return proto
 
 
-def message_object_bytes(message: Message, content_id: str | None) -> int:
-    """Bytes of the deflated Message object itself (metadata + error, no content)."""
+def message_object_bytes(message: Message, content_id: str | None, ids: bool = True) -> int:
+    """Bytes of the deflated Message object itself (metadata + error, no content).
+
+    ``ids=False``: the same without the numeric ids (:data:`NUMERIC_IDS`).
+    """
     body = ProtoMessage(
-        metadata=_proto_metadata(message, ""),  # Flower excludes the id from the object
+        metadata=_proto_metadata(message, "", ids),  # Flower excludes the id from the object
         content=None,
         error=error_to_proto(message.error) if message.has_error() else None,
     ).SerializeToString(deterministic=True)
@@ -99,10 +111,13 @@ def message_object_bytes(message: Message, content_id: str | None) -> int:
     return len(header.encode("utf-8")) + len(HEAD_BODY_DIVIDER) + len(body)
 
 
-def envelope_bytes(message: Message, content: RecordDict | None) -> int:
-    """Protobuf bytes of the fleet-API messages that announce ``message`` and its object tree."""
+def envelope_bytes(message: Message, content: RecordDict | None, ids: bool = True) -> int:
+    """Protobuf bytes of the fleet-API messages that announce ``message`` and its object tree.
+
+    ``ids=False``: the same without the numeric ids (:data:`NUMERIC_IDS`, the sending node's).
+    """
     proto = ProtoMessage(
-        metadata=_proto_metadata(message, OBJECT_ID),
+        metadata=_proto_metadata(message, OBJECT_ID, ids),
         content=recorddict_to_proto(RecordDict()) if content is not None else None,
         error=error_to_proto(message.error) if message.has_error() else None,
     )
@@ -111,7 +126,7 @@ def envelope_bytes(message: Message, content: RecordDict | None) -> int:
     if not message.metadata.reply_to_message_id:  # server -> client: pulled by the SuperNode
         return PullMessagesResponse(messages_list=[proto], message_object_trees=[tree]).ByteSize()
     return PushMessagesRequest(
-        node=Node(node_id=message.metadata.src_node_id),
+        node=Node(node_id=message.metadata.src_node_id if ids else 0),
         messages_list=[proto],
         message_object_trees=[tree],
         clientapp_runtime_list=[0.0],
@@ -186,7 +201,11 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
     Sizes
         ``payload_bytes`` read from the message; ``wire_bytes`` its unique objects plus
         its envelope; ``link_bytes`` the same without the objects in ``held``;
-        ``request_bytes`` :func:`object_request_bytes` for every object transferred.
+        ``request_bytes`` :func:`object_request_bytes` for every object transferred;
+        ``id_bytes`` what the numeric ids (:data:`NUMERIC_IDS`) add to ``wire_bytes`` and
+        ``link_bytes``: those ids are random 64-bit integers (9 or 10 varint bytes), so
+        ``wire_bytes - id_bytes`` (and ``link_bytes - id_bytes``) is the same in every run
+        and engine for one config and seed, and only ``id_bytes`` varies, by a few bytes.
     """
     payload = payload_bytes_of(message.content) if message.has_content() else 0
     with no_object_id_recompute():
@@ -194,8 +213,11 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
         sizes = {}
         if content is not None:
             sizes = {oid: len(obj.deflate()) for oid, obj in get_all_nested_objects(content).items()}
-        own = message_object_bytes(message, content.object_id if content is not None else None)
-        wire = sum(sizes.values()) + own + envelope_bytes(message, content)
+        content_id = content.object_id if content is not None else None
+        own = message_object_bytes(message, content_id)
+        framing = own + envelope_bytes(message, content)
+        wire = sum(sizes.values()) + framing
+        ids = framing - message_object_bytes(message, content_id, ids=False) - envelope_bytes(message, content, False)
         # What the SuperLink stores is the real tree: with the bookkeeping record the
         # root RecordDict is another object (and unique to the reply), the rest the same.
         # Its id is hashed from its own bytes (the children's ids are cached by now): an
@@ -209,8 +231,9 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
         object_request_bytes(message, size) for oid, size in sizes.items() if oid not in skipped
     )
     return Sizes(
-        dense_bytes=int(dense_bytes), payload_bytes=payload, wire_bytes=wire, link_bytes=link, request_bytes=requests
-    )
+        dense_bytes=int(dense_bytes), payload_bytes=payload, wire_bytes=wire, link_bytes=link, request_bytes=requests,
+        id_bytes=ids,
+    )  # fmt: skip
 
 
 def ledger_row(message: Message, dense_bytes: int, held: set[str] | None = None, **fields: object) -> LedgerRow:

@@ -115,6 +115,10 @@ def closing_lines(summary: dict[str, Any], ledger: pd.DataFrame, output_dir: Pat
             f"dense {row['dense_bytes']:,} B, payload {row['payload_bytes']:,} B, "
             f"wire {row['wire_bytes']:,} B ({row['status']})"
         )
+    # what a SuperLink saves depends on timing: an object is not pushed again only if an
+    # earlier reply stored it before this one was announced (docs/deployment.md)
+    deduplicated = b["total"]["link_bytes"] < b["total"]["wire_bytes"]
+    timing = ["                     (if identical replies reach it one after another; pushed at once, both count)"]
     lines += [
         f"  measured dense   : down {human(b['down']['dense_bytes'])} | up {human(b['up']['dense_bytes'])}",
         f"  measured payload : down {human(b['down']['payload_bytes'])} | up {human(b['up']['payload_bytes'])}",
@@ -122,8 +126,11 @@ def closing_lines(summary: dict[str, Any], ledger: pd.DataFrame, output_dir: Pat
         f"  measured total   : dense {human(b['total']['dense_bytes'])}; wire {human(b['total']['wire_bytes'])}",
         f"  link (SuperLink) : down {human(b['down']['link_bytes'])} | up {human(b['up']['link_bytes'])}"
         f" | total {human(b['total']['link_bytes'])}",
+        *(timing if deduplicated else []),
         f"  object requests  : {human(b['total']['request_bytes'])} (ids around each object transfer; counted by"
         " no one else)",
+        f"  numeric ids      : {b['total']['id_bytes']:,} B of wire and link (random run, node and task ids;"
+        " the rest is the same in every run)",
         f"  formula          : {human(f['continuous_total'])} (integer cohort: {human(f['cohort_total'])})",
     ]
     floor = summary.get("floor") or {}

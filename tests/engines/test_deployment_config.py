@@ -80,3 +80,24 @@ def test_report_says_how_the_federation_was_secured() -> None:
         "  reason: boom",
         "  WARNING: processes still alive after stopping: [12]",
     ]
+
+
+def _direction(counted: int, link: int, wire: int) -> dict:
+    non_message = {"query": 0, "acks": 0, "pull_requests": 0, "bookkeeping": 0, "other": 0}
+    return {
+        "superlink": counted, "ledger_wire": wire, "raw_diff_bytes": wire - counted, "raw_diff_pct": 0.0,
+        "non_message": non_message, "dedup_bytes": wire - counted, "dedup_objects": 1, "model_traffic": wire,
+        "model_diff_bytes": 0, "model_diff_pct": 0.0, "model_counted": counted, "ledger_link": link,
+        "link_diff_bytes": counted - link,
+    }  # fmt: skip
+
+
+def test_report_says_which_prediction_the_superlink_count_matched() -> None:
+    def counted_line(counted: int) -> str:
+        agreement = {"down": _direction(1000, 1000, 1000), "up": _direction(counted, 600, 1100)}
+        lines = format_report({"status": "complete", "flwr_run_id": "7", "agreement": agreement}).splitlines()
+        return [line for line in lines if "counted" in line][-1].split(" B ", 1)[1]
+
+    assert counted_line(600) == "= ledger link_bytes (objects the SuperLink held were not pushed again)"
+    assert counted_line(1100) == "= ledger wire_bytes (identical replies pushed at once: each copy counted)"
+    assert counted_line(700) == "vs ledger link_bytes 600 B: +100 B"

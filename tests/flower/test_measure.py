@@ -112,6 +112,7 @@ def test_metrics_only_reply_has_a_small_wire_size():
 
 def _reply(content, node_id=42):
     down = Message(RecordDict(), node_id, "train", group_id="1")
+    down.metadata.__dict__["_message_id"] = "ab" * 32  # the id it had when pushed
     reply = Message(content, reply_to=down)
     reply.metadata.__dict__["_src_node_id"] = node_id
     return reply
@@ -163,3 +164,48 @@ def test_replies_with_their_own_bookkeeping_share_only_the_payload_record():
     # the RecordDict differs (its ledger ref) and is pushed; the payload record is held
     assert second.wire_bytes - second.link_bytes == len(record.deflate())
     assert first.link_bytes == first.wire_bytes
+
+
+def _with_ids(message, run_id, node_id, task_id):
+    metadata = message.metadata.__dict__
+    metadata["_run_id"] = run_id
+    metadata["_src_task_id" if not message.metadata.reply_to_message_id else "_dst_task_id"] = task_id
+    metadata["_dst_node_id" if not message.metadata.reply_to_message_id else "_src_node_id"] = node_id
+    return message
+
+
+def test_id_bytes_are_the_numeric_ids_and_the_rest_is_the_same_for_any_ids():
+    model = {"w": np.ones(10, np.float32)}
+    spec = ModelSpec.of(model)
+
+    def down(run_id, node_id, task_id):
+        message = Message(protocol.to_content([Encoded(model, {})], {}, "packed", spec), node_id, "train", group_id="1")
+        message.metadata.__dict__["_src_node_id"] = 1  # the SuperLink's own node id
+        return _with_ids(message, run_id, node_id, task_id)
+
+    def up(run_id, node_id, task_id):
+        reply = _reply(protocol.to_content([Encoded(model, {})], {"n": 5}, "packed", spec), node_id)
+        reply.metadata.__dict__["_dst_node_id"] = 1
+        return _with_ids(reply, run_id, node_id, task_id)
+
+    ten, nine = 2**63 + 11, 2**56 + 11  # 10 and 9 varint bytes
+    # down: run id, source node (1: one byte), destination node and the ServerApp's task id,
+    # each with its 1 B field tag, in the Message object and again in the pull response,
+    # where they also lengthen two length prefixes: the metadata's (129 B with 10-byte ids,
+    # 126 B with 9-byte ones, 94 B without: a second varint byte from 128 B) and the listed
+    # message's (132, 128 and 96 B)
+    long_down, short_down = measure(down(ten, ten, ten), 0), measure(down(nine, nine, nine), 0)
+    assert long_down.id_bytes == 2 * (11 + 2 + 11 + 11) + 2
+    assert short_down.id_bytes == 2 * (10 + 2 + 10 + 10) + 1
+    # up: the same ids (source and destination swapped), and the sending node's id once
+    # more in the push request's Node (1 B tag + varint); in the Message object they
+    # lengthen the metadata's length prefix (129 B, 126 B, 94 B without) and the body
+    # length written in the object's header (132 and 128 B against 96: a third digit)
+    long_up, short_up = measure(up(ten, ten, ten), 0), measure(up(nine, nine, nine), 0)
+    assert long_up.id_bytes == 2 * (11 + 11 + 2 + 11) + 11 + 2
+    assert short_up.id_bytes == 2 * (10 + 10 + 2 + 10) + 10 + 1
+    # everything else is the same to the byte, whatever the ids
+    for long, short in ((long_down, short_down), (long_up, short_up)):
+        assert long.wire_bytes - short.wire_bytes == long.id_bytes - short.id_bytes > 0
+        assert long.wire_bytes - long.id_bytes == short.wire_bytes - short.id_bytes
+        assert long.link_bytes - long.id_bytes == short.link_bytes - short.id_bytes

@@ -292,15 +292,21 @@ def format_report(record: dict[str, Any]) -> str:
                 f"         model traffic  {a['model_traffic']:>12,} B vs ledger {a['ledger_wire']:>12,} B:"
                 f" {a['model_diff_bytes']:>+9,} B ({_fmt_pct(a['model_diff_pct'])})"
             )
-            lines.append(
-                f"         counted (link) {a['model_counted']:>12,} B vs ledger link {a['ledger_link']:>7,} B:"
-                f" {a['link_diff_bytes']:>+9,} B (predicted in simulation: objects the SuperLink holds not re-sent)"
-            )
+            lines.append(f"         counted        {a['model_counted']:>12,} B {_counted_as(a)}")
         if "log_matches_counters" in agree:
             lines.append(f"    request log sums to the counters exactly: {agree['log_matches_counters']}")
     if record.get("leftover_pids"):
         lines.append(f"  WARNING: processes still alive after stopping: {record['leftover_pids']}")
     return "\n".join(lines)
+
+
+def _counted_as(a: dict[str, Any]) -> str:
+    """Which prediction the SuperLink's count of model traffic matched (link or wire bytes)."""
+    if a["model_counted"] == a["ledger_link"]:
+        return "= ledger link_bytes (objects the SuperLink held were not pushed again)"
+    if a["model_counted"] == a["ledger_wire"]:
+        return "= ledger wire_bytes (identical replies pushed at once: each copy counted)"
+    return f"vs ledger link_bytes {a['ledger_link']:,} B: {a['link_diff_bytes']:+,} B"
 
 
 def _fmt_pct(value: float | None) -> str:
