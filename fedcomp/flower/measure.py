@@ -191,8 +191,9 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
         for a model-carrying message, 0 for a metrics-only reply.
     held
         Ids of the objects a SuperLink holds when this message is pushed to it (objects of
-        earlier replies of the same round that the ServerApp has not collected yet; Flower
-        1.42 does not push those again). The message's content objects are added to it.
+        earlier replies of the same round, stored and not yet collected by the ServerApp;
+        Flower 1.42 does not push those again, but does push an object whose first copy
+        is still on its way). The message's content objects are added to it.
         ``None``: nothing is held, ``link_bytes == wire_bytes`` (messages a SuperNode
         pulls: every receiver pulls every object).
 
@@ -217,7 +218,7 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
         own = message_object_bytes(message, content_id)
         framing = own + envelope_bytes(message, content)
         wire = sum(sizes.values()) + framing
-        ids = framing - message_object_bytes(message, content_id, ids=False) - envelope_bytes(message, content, False)
+        ids = framing - message_object_bytes(message, content_id, ids=False) - envelope_bytes(message, content, ids=False)
         # What the SuperLink stores is the real tree: with the bookkeeping record the
         # root RecordDict is another object (and unique to the reply), the rest the same.
         # Its id is hashed from its own bytes (the children's ids are cached by now): an
