@@ -84,6 +84,7 @@ def write_synthetic_run(
     final_window: int | None = None,
     floor: Any = None,
     failed: Sequence[tuple[int, int]] = (),
+    central: bool = True,
 ) -> Path:
     """Write a small, hand-checkable run directory (the four files) for report tests.
 
@@ -94,7 +95,8 @@ def write_synthetic_run(
     ``model_bytes``) per client, dense ``model_bytes`` each, wire = payload +
     ``wire_overhead``; evaluation messages carry the model down and a metrics-only reply
     (payload 0, wire ``wire_overhead``) up. Rows are written for the server and again for
-    the client side. ``failed`` lists ``(round, partition_id)`` uplinks marked failed.
+    the client side. ``failed`` lists ``(round, partition_id)`` uplinks marked failed;
+    ``central=False`` leaves out the central metrics (a run that evaluates nothing).
     Every other measure of :data:`fedcomp.core.ledger.MEASURES` (``link_bytes``, ...) is the
     wire size and ``id_bytes`` is 0 unless ``extra_measures`` sets them (e.g.
     ``{"link_bytes": 50}``: 50 B per row).
@@ -135,9 +137,11 @@ def write_synthetic_run(
             add(rnd, "evaluate", pid, "up", 0, 0, "ok")
     ledger = pd.DataFrame(rows).astype({"node_id": "uint64"})
     other = "loss" if metric != "loss" else "accuracy"
+    evaluated = [(run_id, r, "central", metric, float(v)) for r, v in enumerate(metric_values)] + [
+        (run_id, r, "central", other, 1.0 / (r + 1)) for r in range(num_rounds + 1)
+    ]
     metrics = pd.DataFrame(
-        [(run_id, r, "central", metric, float(v)) for r, v in enumerate(metric_values)]
-        + [(run_id, r, "central", other, 1.0 / (r + 1)) for r in range(num_rounds + 1)]
+        (evaluated if central else [])
         + [(run_id, r, "federated", "train_loss", 1.0 / r) for r in range(1, num_rounds + 1)],
         columns=["run_id", "round", "scope", "metric", "value"],
     )

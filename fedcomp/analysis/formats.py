@@ -38,10 +38,10 @@ DAGGER = "†"
 MEASURE_PREFIXES = ("model_bytes", "baseline_", "formula_", "dense_", "payload_", "wire_", "link_",
                     "request_", "framing_")
 RUNS_VIEW = ["label", "seed", "bits_per_entry_up", "payload_up", "wire_up", "framing_up", "wire_down",
-             "framing_down", "ratio_wire_up", "ratio_wire_total", "headline", "last_round", "delta",
+             "framing_down", "link_total", "ratio_wire_up", "ratio_wire_total", "headline", "last_round", "delta",
              "rounds_to_target", "wire_to_target", "num_failures"]
 SUMMARY_VIEW = ["label", "n", "bits_per_entry_up", "payload_up", "wire_up", "framing_up", "wire_down",
-                "framing_down", "ratio_payload_up", "ratio_wire_up", "ratio_wire_total", "headline",
+                "framing_down", "link_total", "ratio_payload_up", "ratio_wire_up", "ratio_wire_total", "headline",
                 "delta", "rounds_to_target", "wire_to_target"]
 PAPER_VIEW = ["label", "bits_per_entry_up", "ratio_wire_up", "ratio_wire_total", "headline", "delta", "n"]
 #: Columns kept in a view even when empty (a missing identity run must show).
@@ -129,6 +129,7 @@ def headers(report: Report, frame: pd.DataFrame) -> dict[str, str]:
         "bits_per_entry_up": "bits/entry up",
         "payload_up": "payload up (MB)", "wire_up": "wire up (MB)", "framing_up": "framing up (MB)",
         "wire_down": "wire down (MB)", "framing_down": "framing down (MB)",
+        "link_total": "link total (MB)",
         "ratio_payload_up": "up ratio (payload)", "ratio_wire_up": "up ratio (wire)",
         "ratio_wire_total": "total ratio (wire)",
         "headline": f"{metric}{unit}, mean of {window}", "last_round": f"{metric}{unit}, last round",
@@ -145,6 +146,8 @@ def view(report: Report, table: pd.DataFrame, columns: Sequence[str], with_ci: b
         c for c in columns if c in table.columns and (c in ALWAYS or table[c].notna().any())]
     if report.target is None:
         cols = [c for c in cols if not c.endswith("_to_target")]
+    if "link_total" in cols and table["link_total"].equals(table.get("wire_total")):
+        cols.remove("link_total")  # a SuperLink would save nothing: the same as the wire
     titles = {**headers(report, table), **(titles or {})}
     out = {}
     for col in cols:

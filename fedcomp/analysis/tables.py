@@ -160,6 +160,9 @@ def add_deltas(runs: list[RunFiles], table: pd.DataFrame, curves: pd.DataFrame) 
     identities = [i for i in table.index if table.at[i, "identity"]]
     for i in table.index:
         seed, metric, window = table.at[i, "seed"], table.at[i, "metric"], table.at[i, "final_window"]
+        if pd.isna(metric):
+            table.at[i, "delta_note"] = "the run recorded no central metric"
+            continue
         same = [j for j in identities if keys[j] == keys[i] and table.at[j, "seed"] == seed
                 and table.at[j, "metric"] == metric and table.at[j, "run_id"] in by_run]
         if same and pd.notna(table.at[i, "headline"]):
@@ -168,10 +171,11 @@ def add_deltas(runs: list[RunFiles], table: pd.DataFrame, curves: pd.DataFrame) 
             table.at[i, "delta"] = table.at[i, "headline"] - ref
             continue
         table.at[i, "delta_note"] = _no_identity_reason(i, table, identities, flats)
-    missing = int(table["delta"].isna().sum())
-    if not missing:
-        return []
-    return [f"{missing} run(s) have no matching identity run: their delta is left empty (delta_note in runs.csv)."]
+    unmeasured = int(table["metric"].isna().sum())
+    missing = int(table["delta"].isna().sum()) - unmeasured
+    notes = [f"{missing} run(s) have no matching identity run: their delta is left empty (delta_note in runs.csv)."]
+    notes += [f"{unmeasured} run(s) recorded no central metric (nothing evaluated): no headline, no delta."]
+    return [note for note, count in zip(notes, (missing, unmeasured)) if count]
 
 
 def _no_identity_reason(i: int, table: pd.DataFrame, identities: list[int], flats: list[dict]) -> str:
@@ -234,7 +238,7 @@ def runs_table(runs: list[RunFiles], metric: str, target: float | None, window: 
     ids = ["run_id", "task", "method", "label", "identity", "config_id", "seed"]
     rounds = table[ids].merge(pd.concat(round_frames, ignore_index=True), on="run_id")
     curves = table[ids].merge(curves, on="run_id")
-    short_runs = table[table["window_used"] < table["final_window"]]
+    short_runs = table[(table["window_used"] < table["final_window"]) & table["metric"].notna()]
     if len(short_runs):
         notes.append(f"{len(short_runs)} run(s) have fewer rounds than final_window; their headline "
                      "averages the rounds they have (window_used in runs.csv).")

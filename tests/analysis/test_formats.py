@@ -71,6 +71,22 @@ def test_markdown_table_shape(report):
     assert "nan" not in md.lower()
 
 
+def test_link_bytes_are_shown_where_a_superlink_would_save_something(report, tmp_path):
+    for view in (F.RUNS_VIEW, F.SUMMARY_VIEW):  # the report's runs: link = wire
+        table = report.runs if view is F.RUNS_VIEW else report.summary
+        assert "link total (MB)" not in F.view(report, table, view, with_ci=False).columns
+    # a run whose messages cost 50 B each through a SuperLink (wire: 1,100 B)
+    make_run(tmp_path / "echo", compressor="none", extra_measures={"link_bytes": 50})
+    runs, skipped = R.load_runs(tmp_path)
+    echo = T.build(runs, skipped, "accuracy", None, None)
+    shown = F.view(echo, echo.runs, F.RUNS_VIEW, with_ci=False)
+    # 3 rounds x 2 clients x 2 directions x 50 B
+    assert shown["link total (MB)"].tolist() == [F.fmt("link_total", 600)]
+    assert F.view(echo, echo.summary, F.SUMMARY_VIEW, with_ci=True)["link total (MB)"].tolist() == shown[
+        "link total (MB)"
+    ].tolist()
+
+
 def parse_tabular(tex: str) -> tuple[str, list[list[str]], str]:
     """Column spec, rows of cells and caption of a booktabs table; assert it is well formed."""
     assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1

@@ -123,6 +123,17 @@ def test_missing_identity_leaves_delta_empty_with_the_reason(tmp_path):
     assert any("2 tasks in one report" in n for n in rep.notes)
 
 
+def test_a_run_that_evaluates_nothing_is_said_so_not_blamed_on_its_identity(tmp_path):
+    # the lesson's run: one round, no evaluation
+    make_run(tmp_path / "n0", compressor="none", central=False, metric_values=[0.0, 0.0])
+    make_run(tmp_path / "t0", compressor="topk", central=False, metric_values=[0.0, 0.0])
+    rep = build(tmp_path)
+    assert rep.runs["headline"].isna().all() and rep.runs["delta"].isna().all()
+    assert set(rep.runs["delta_note"]) == {"the run recorded no central metric"}
+    assert rep.notes[:1] == ["2 run(s) recorded no central metric (nothing evaluated): no headline, no delta."]
+    assert not any("identity" in n or "final_window" in n for n in rep.notes), rep.notes
+
+
 def test_labels_come_from_the_compressors_and_params_get_columns(tmp_path):
     for density in (0.1, 0.01):
         make_run(tmp_path / f"t{density}", compressor="topk", compressor_params={"density": density})
