@@ -81,7 +81,7 @@ def _proto_metadata(message: Message, message_id: str, ids: bool = True):
     1.42 carries the ServerApp's as a message's source and as a reply's destination, and
     a small one is counted as :data:`TASK_ID`, a typical random id (10 varint bytes; a
     random one takes 9 or 10). Node and run ids are random in every engine and kept: a
-    simulation's wire bytes predict a deployment's within a few bytes per message.
+    simulation's wire bytes predict a deployment's exactly but for ``id_bytes``.
     """
     proto = metadata_to_proto(message.metadata)
     proto.message_id = message_id
@@ -206,7 +206,7 @@ def measure(message: Message, dense_bytes: int, held: set[str] | None = None) ->
         ``id_bytes`` what the numeric ids (:data:`NUMERIC_IDS`) add to ``wire_bytes`` and
         ``link_bytes``: those ids are random 64-bit integers (9 or 10 varint bytes), so
         ``wire_bytes - id_bytes`` (and ``link_bytes - id_bytes``) is the same in every run
-        and engine for one config and seed, and only ``id_bytes`` varies, by a few bytes.
+        and engine for one config and seed; only ``id_bytes`` varies, by a few bytes per message.
     """
     payload = payload_bytes_of(message.content) if message.has_content() else 0
     with no_object_id_recompute():
