@@ -36,6 +36,33 @@ class DecodeError(ValueError):
     """A payload that cannot be decoded (wrong length, shape, tag or non-finite scale)."""
 
 
+#: The dtypes a received payload may name, by their ``dtype.str`` (what senders write):
+#: bool, signed/unsigned integers and floats in either byte order. Received strings are
+#: looked up here, never parsed by ``np.dtype``, whose parser evaluates comma strings
+#: and raises errors of many kinds on hostile input.
+WIRE_DTYPES: dict[str, np.dtype] = {
+    dtype.str: dtype
+    for code in ("?", "i1", "u1", "i2", "u2", "i4", "u4", "i8", "u8", "f2", "f4", "f8")
+    for dtype in (np.dtype(code).newbyteorder("<"), np.dtype(code).newbyteorder(">"))
+}
+
+
+def wire_dtype(raw: Any, what: str) -> np.dtype:
+    """The dtype a received payload names, from :data:`WIRE_DTYPES` only.
+
+    Raises
+    ------
+    DecodeError
+        If ``raw`` is not one of :data:`WIRE_DTYPES`' keys; the message names ``what``.
+    """
+    dtype = WIRE_DTYPES.get(raw) if isinstance(raw, str) else None
+    if dtype is None:
+        raise DecodeError(
+            f"{what}: dtype {str(raw)[:20]!r} is not one of {', '.join(sorted(WIRE_DTYPES))}"
+        )
+    return dtype
+
+
 @dataclass
 class Encoded:
     """What one compressor stage emits.
@@ -91,15 +118,7 @@ def spec_from_meta(name: str, entry: Any, who: str) -> tuple[tuple[int, ...], np
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
     ):
         raise DecodeError(f"{who} {name!r}: bad shape in meta: {shape!r}")
-    raw = entry.get("dtype")
-    try:
-        dtype = np.dtype(raw) if isinstance(raw, str) else None
-    except (TypeError, ValueError, SyntaxError):
-        dtype = None
-    if dtype is None:
-        raise DecodeError(f"{who} {name!r}: unknown dtype {str(raw)[:20]!r}")
-    if dtype.kind not in "biuf" or dtype.itemsize == 0:  # no object, structured, text
-        raise DecodeError(f"{who} {name!r}: unsupported dtype {dtype.str!r}")
+    dtype = wire_dtype(entry.get("dtype"), f"{who} {name!r}")
     return tuple(shape), dtype
 
 

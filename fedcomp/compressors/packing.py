@@ -37,13 +37,11 @@ from functools import cached_property
 
 import numpy as np
 
-from fedcomp.compressors.base import DecodeError, Encoded, Tensors
+from fedcomp.compressors.base import DecodeError, Encoded, Tensors, wire_dtype
 
 FORMAT_VERSION = 1
 KIND_MODEL = 0
 KIND_GENERAL = 1
-#: dtype kinds a payload array may have: bool, signed/unsigned integer, float.
-ALLOWED_KINDS = "biuf"
 #: Inflated header bytes allowed: a fixed part plus a share per model tensor.
 HEADER_BASE_LIMIT = 64 * 1024
 HEADER_PER_TENSOR_LIMIT = 4 * 1024
@@ -158,12 +156,7 @@ def _read_header(blob: bytes, spec: ModelSpec) -> tuple[dict, list[tuple[str, np
         if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)):
             raise DecodeError(f"packed header: bad array entry {str(entry)[:80]}")
         name, dtype_str, shape = entry
-        try:
-            dtype = np.dtype(dtype_str)
-        except TypeError:
-            raise DecodeError(f"packed array {name!r}: unknown dtype {str(dtype_str)[:20]!r}") from None
-        if dtype.kind not in ALLOWED_KINDS or dtype.itemsize == 0:
-            raise DecodeError(f"packed array {name!r}: dtype {dtype.str} not allowed")
+        dtype = wire_dtype(dtype_str, f"packed array {name!r}")
         if not (
             isinstance(shape, list)
             and len(shape) <= 32

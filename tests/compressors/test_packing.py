@@ -86,3 +86,16 @@ def test_a_header_that_claims_huge_arrays_allocates_nothing():
     evil = bytes([1, 1, len(header)]) + header + bytes(16)
     with pytest.raises(DecodeError, match="needs"):
         unpack(evil, spec)
+
+
+@pytest.mark.parametrize("dtype", [",", "f4,", "(2,)f4", "f4,f4", "O", "U4", "V8", "<f16", "float32", 4])
+def test_a_header_naming_a_dtype_outside_the_wire_set_is_a_decode_error(dtype):
+    # Found by the fuzz test (tests/compressors/test_decoders.py): one flipped bit turned
+    # "<f4" into "<f4," and np.dtype's comma-string parser raised SyntaxError.
+    spec = ModelSpec.of(_model())
+    text = json.dumps({"m": {}, "a": [["w", dtype, [1]]]}).encode()
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, spec.zdict)
+    header = deflate.compress(text) + deflate.flush()
+    evil = bytes([1, 1, len(header)]) + header + bytes(4)
+    with pytest.raises(DecodeError, match="is not one of"):
+        unpack(evil, spec)
