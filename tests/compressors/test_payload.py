@@ -36,7 +36,7 @@ def test_float_spec_charges_before_allocating():
     assert budget.left == 1000 - 24
 
 
-@pytest.mark.parametrize("dtype", [None, 5, "f4,f4", "f4,", ",", "O", "U3", "(2,)f4", "M8", "float32"])
+@pytest.mark.parametrize("dtype", [None, 5, "f4,f4", "f4,", ",", ",o1", "O", "U3", "(2,)f4", "M8", "float32"])
 def test_only_plain_numeric_dtypes_are_accepted(dtype):
     with pytest.raises(DecodeError, match="dtype"):
         float_spec("w", {"shape": [2], "dtype": dtype}, "t", Budget(None))
