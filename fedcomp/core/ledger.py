@@ -59,7 +59,8 @@ MEASURES = ["dense_bytes", "payload_bytes", "wire_bytes", "link_bytes", "request
 
 def summed() -> list[str]:
     """Every byte column summed per direction: :data:`MEASURES` and ``id_bytes`` (a part of
-    wire and link, not traffic of its own: it has no ratio and no table column)."""
+    wire and link, not traffic of its own: it has no ratio and no table column). A function,
+    not a constant, so a measure added to :data:`MEASURES` is summed too."""
     return [*MEASURES, "id_bytes"]
 
 
